@@ -1,0 +1,196 @@
+"""The port every legacy application implements: one class, a handful of methods.
+
+Rules (each proven by :mod:`adapters.contract`, which every adapter's tests subclass):
+
+1. **Synchronous, bounded.** Every method takes a keyword-only ``deadline`` and never outlives
+   it: pass :meth:`Deadline.remaining` to every socket, driver or HTTP call you make, and raise
+   :class:`~adapters.errors.TransientError` when it runs out.
+2. **Idempotent.** scim-bridge delivers at least once. ``create_user`` called twice with one
+   ``resource_id`` leaves one record and returns the same key; deleting or removing something
+   already gone succeeds; adding a member who is already there changes nothing.
+3. **Whole resources, never PATCH operations.** Methods receive the resource as canonical
+   SCIM 2.0 JSON (``password`` removed, ``meta`` and ``groups`` left out) and, for updates, the
+   state the legacy application last confirmed, so an adapter can make the fewest calls.
+4. **Only the port's errors.** Raise :class:`~adapters.errors.TransientError`,
+   :class:`~adapters.errors.PermanentError` or :class:`~adapters.errors.ConflictError`; any other
+   exception is treated as transient and logged as an adapter bug.
+5. **Declared capabilities.** :attr:`LegacyAdapter.capabilities` says which Okta provisioning
+   functions the application supports; scim-bridge advertises exactly those.
+6. **Enumerable.** ``list_users``/``list_groups`` page through every record, for imports and
+   for rebuilding the read model.
+
+The legacy key is whatever identifies the record in the legacy application (a primary key, a
+login name). scim-bridge stores it and passes it back; the SCIM ``id`` (``resource_id``) is
+minted by scim-bridge and is the idempotency key of creates.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from adapters.errors import TransientError
+
+ScimDocument = Mapping[str, Any]
+
+
+class Deadline:
+    """An absolute point in time (monotonic clock) by which a call must return."""
+
+    __slots__ = ("_at",)
+
+    def __init__(self, at: float) -> None:
+        self._at = at
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        """A deadline ``seconds`` from now."""
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative: pass this as the timeout of every I/O call."""
+        return max(0.0, self._at - time.monotonic())
+
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return time.monotonic() >= self._at
+
+    def check(self, what: str) -> None:
+        """Raise :class:`TransientError` if the deadline has passed before ``what``."""
+        if self.expired():
+            raise TransientError(f"deadline passed before {what}")
+
+    def __repr__(self) -> str:
+        return f"Deadline(remaining={self.remaining():.3f}s)"
+
+
+class Capability(StrEnum):
+    """Okta's provisioning functions (``userManagementCapabilities``), the whole set."""
+
+    GROUP_PUSH = "GROUP_PUSH"
+    IMPORT_NEW_USERS = "IMPORT_NEW_USERS"
+    IMPORT_PROFILE_UPDATES = "IMPORT_PROFILE_UPDATES"
+    PUSH_NEW_USERS = "PUSH_NEW_USERS"
+    PUSH_PASSWORD_UPDATES = "PUSH_PASSWORD_UPDATES"
+    PUSH_PENDING_USERS = "PUSH_PENDING_USERS"
+    PUSH_PROFILE_UPDATES = "PUSH_PROFILE_UPDATES"
+    PUSH_USER_DEACTIVATION = "PUSH_USER_DEACTIVATION"
+    REACTIVATE_USERS = "REACTIVATE_USERS"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter can do and store.
+
+    ``user_attributes``/``group_attributes`` list the SCIM attribute paths the legacy
+    application keeps (``"name.givenName"``, ``"emails"``); ``None`` means every attribute.
+    """
+
+    functions: frozenset[Capability] = field(default_factory=lambda: frozenset(Capability))
+    user_attributes: frozenset[str] | None = None
+    group_attributes: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class LegacyRecord:
+    """One record as the legacy application holds it."""
+
+    key: str
+    resource_id: str | None
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of :meth:`LegacyAdapter.list_users` or ``list_groups``.
+
+    ``cursor`` is opaque; ``None`` means this was the last page.
+    """
+
+    records: Sequence[LegacyRecord]
+    cursor: str | None
+
+
+class LegacyAdapter(ABC):
+    """A legacy application, as scim-bridge's workers see it. Read the module docstring."""
+
+    capabilities: Capabilities = Capabilities()
+
+    # Users ------------------------------------------------------------------------------------
+    @abstractmethod
+    def create_user(
+        self, resource_id: str, user: ScimDocument, *, password: str | None, deadline: Deadline
+    ) -> str:
+        """Create the user (active or not, as ``user["active"]`` says) and return its key.
+
+        If a record for ``resource_id`` already exists (an earlier call whose answer was lost),
+        return its key and change nothing else.
+        """
+
+    @abstractmethod
+    def update_user(
+        self, key: str, user: ScimDocument, *, previous: ScimDocument, deadline: Deadline
+    ) -> None:
+        """Change the profile from ``previous`` (last confirmed) to ``user``; not ``active``."""
+
+    @abstractmethod
+    def deactivate_user(self, key: str, *, deadline: Deadline) -> None:
+        """Disable the user's access; deactivating an inactive user succeeds."""
+
+    @abstractmethod
+    def reactivate_user(self, key: str, *, deadline: Deadline) -> None:
+        """Restore the user's access; reactivating an active user succeeds."""
+
+    @abstractmethod
+    def set_password(self, key: str, password: str, *, deadline: Deadline) -> None:
+        """Set the user's password. Never log ``password``."""
+
+    @abstractmethod
+    def delete_user(self, key: str, *, deadline: Deadline) -> None:
+        """Remove the user; a missing user is success."""
+
+    @abstractmethod
+    def get_user(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
+        """The user as the legacy application holds it, or ``None``."""
+
+    @abstractmethod
+    def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
+        """One page of at most ``limit`` users in a stable order, from ``cursor`` (``None``: first)."""
+
+    # Groups -----------------------------------------------------------------------------------
+    @abstractmethod
+    def create_group(self, resource_id: str, group: ScimDocument, *, deadline: Deadline) -> str:
+        """Create the group without members and return its key (idempotent on ``resource_id``)."""
+
+    @abstractmethod
+    def update_group(
+        self, key: str, group: ScimDocument, *, previous: ScimDocument, deadline: Deadline
+    ) -> None:
+        """Change the group's own attributes (displayName, description); not its members."""
+
+    @abstractmethod
+    def add_members(self, key: str, member_keys: Sequence[str], *, deadline: Deadline) -> None:
+        """Add users (by legacy key) to the group; members already there are left as they are."""
+
+    @abstractmethod
+    def remove_members(self, key: str, member_keys: Sequence[str], *, deadline: Deadline) -> None:
+        """Remove users (by legacy key) from the group; absent members are ignored."""
+
+    @abstractmethod
+    def delete_group(self, key: str, *, deadline: Deadline) -> None:
+        """Remove the group; a missing group is success."""
+
+    @abstractmethod
+    def get_group(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
+        """The group (``members`` as legacy keys in ``document["members"]``), or ``None``."""
+
+    @abstractmethod
+    def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
+        """One page of at most ``limit`` groups in a stable order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called when the worker process stops."""
