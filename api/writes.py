@@ -1,0 +1,213 @@
+"""The write path (DESIGN.md §3): validate, apply PUT/PATCH semantics, store desired state
+atomically, publish a reconcile task, and wait a bounded time for the legacy application.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    NotFoundException,
+    PatchOp,
+    PreconditionFailedException,
+    Resource,
+    SCIMException,
+    UniquenessException,
+)
+
+from api.capacity import BacklogEstimate
+from api.errors import ScimError, from_validation
+from api.schemas import MODELS, canonical
+from workers.passwords import PasswordVault
+from workers.readmodel import Kind, Outcome, ReadModel, Snapshot, UniquenessConflict, VersionConflict
+from workers.reconciler import now_iso, profile
+
+log = logging.getLogger("scim_bridge.api.writes")
+
+Publish = Callable[[Kind, str], None]
+_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Written:
+    """A write the store accepted: the stored document and whether the legacy app confirmed it."""
+
+    id: str
+    document: dict[str, Any] | None
+    version: int
+    confirmed: bool
+
+
+class WriteService:
+    """Creates, replaces, patches and deletes resources."""
+
+    def __init__(
+        self,
+        store: ReadModel,
+        publish: Publish,
+        *,
+        vault: PasswordVault | None,
+        confirm_wait_s: float,
+        backlog: BacklogEstimate,
+    ) -> None:
+        self.store = store
+        self.publish = publish
+        self.vault = vault
+        self.confirm_wait_s = confirm_wait_s
+        self.backlog = backlog
+
+    # Commands -----------------------------------------------------------------------------------
+    def create(self, kind: Kind, body: Mapping[str, Any]) -> Written:
+        """POST: a new resource with an id minted here."""
+        model = self._validate(kind, body, Context.RESOURCE_CREATION_REQUEST)
+        password = self._take_password(model)
+        rid = str(uuid.uuid4())
+        now = now_iso()
+        doc = canonical(kind, model, rid, created=now, last_modified=now, version=1)
+        self._check_members(kind, doc)
+        version = self._store(kind, rid, doc, previous=None, expected=0, password=password)
+        return self._confirm(kind, rid, doc, version)
+
+    def replace(self, kind: Kind, rid: str, body: Mapping[str, Any], if_match: str | None) -> Written:
+        """PUT: the body is the whole new resource."""
+        model = self._validate(kind, body, Context.RESOURCE_REPLACEMENT_REQUEST)
+        password = self._take_password(model)
+        for _ in range(_ATTEMPTS):
+            snap = self._current(kind, rid, if_match)
+            doc = self._next(kind, snap, model)
+            self._check_members(kind, doc)
+            try:
+                version = self._store(kind, rid, doc, previous=snap.desired, expected=snap.version, password=password)
+            except VersionConflict:
+                continue
+            return self._confirm(kind, rid, doc, version)
+        raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
+
+    def patch(self, kind: Kind, rid: str, body: Mapping[str, Any], if_match: str | None) -> Written:
+        """PATCH: operations applied to the current desired state (scim2-models does the work)."""
+        try:
+            operations = PatchOp[MODELS[kind]].model_validate(  # type: ignore[index]
+                body, scim_ctx=Context.RESOURCE_PATCH_REQUEST
+            )
+        except ValidationError as exc:
+            raise from_validation(exc, "invalid PATCH request") from None
+        for _ in range(_ATTEMPTS):
+            snap = self._current(kind, rid, if_match)
+            current = MODELS[kind].model_validate(snap.desired)
+            try:
+                operations.patch(current)
+            except SCIMException:
+                raise
+            except ValidationError as exc:
+                raise from_validation(exc, "PATCH leaves an invalid resource") from None
+            password = self._take_password(current)
+            doc = self._next(kind, snap, current)
+            if password is None and profile(doc) == profile(snap.desired) and doc.get("active") == (snap.desired or {}).get("active") and doc.get("members") == (snap.desired or {}).get("members"):
+                return Written(rid, snap.desired, snap.version, confirmed=False)
+            self._check_members(kind, doc)
+            try:
+                version = self._store(kind, rid, doc, previous=snap.desired, expected=snap.version, password=password)
+            except VersionConflict:
+                continue
+            return self._confirm(kind, rid, doc, version)
+        raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
+
+    def delete(self, kind: Kind, rid: str, if_match: str | None) -> Written:
+        """DELETE: reads answer 404 at once; the legacy record goes in the background."""
+        for _ in range(_ATTEMPTS):
+            snap = self._current(kind, rid, if_match)
+            try:
+                version = self.store.write_desired(
+                    kind, rid, None, previous=snap.desired, expected_version=snap.version,
+                    last_modified=time.time(),
+                )
+            except VersionConflict:
+                continue
+            self.publish(kind, rid)
+            return self._confirm(kind, rid, None, version)
+        raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
+
+    # Steps --------------------------------------------------------------------------------------
+    @staticmethod
+    def _validate(kind: Kind, body: Mapping[str, Any], context: Context) -> Resource[Any]:
+        try:
+            return MODELS[kind].model_validate(body, scim_ctx=context)
+        except ValidationError as exc:
+            raise from_validation(exc, f"invalid {kind.resource_type}") from None
+
+    def _take_password(self, model: Resource[Any]) -> str | None:
+        password = getattr(model, "password", None)
+        if password is None:
+            return None
+        model.password = None  # type: ignore[attr-defined]
+        return str(password)
+
+    def _current(self, kind: Kind, rid: str, if_match: str | None) -> Snapshot:
+        snap = self.store.snapshot(kind, rid)
+        if not snap.exists or snap.deleted or snap.desired is None:
+            raise NotFoundException(detail=f"{kind.resource_type} {rid} not found")
+        if if_match is not None and if_match.strip() != "*":
+            current = snap.desired["meta"]["version"]
+            wanted = {tag.strip() for tag in if_match.split(",")}
+            if current not in wanted and current.removeprefix("W/") not in wanted:
+                raise PreconditionFailedException(
+                    detail=f"{kind.resource_type} {rid} is at version {current}, not {if_match}"
+                )
+        return snap
+
+    @staticmethod
+    def _next(kind: Kind, snap: Snapshot, model: Resource[Any]) -> dict[str, Any]:
+        created = (snap.desired or {}).get("meta", {}).get("created") or now_iso()
+        return canonical(kind, model, snap.id, created=created, last_modified=now_iso(), version=snap.version + 1)
+
+    def _check_members(self, kind: Kind, doc: Mapping[str, Any]) -> None:
+        """A group's members must be users scim-bridge knows."""
+        if kind is not Kind.GROUP:
+            return
+        values = [m.get("value") for m in doc.get("members") or ()]
+        if not values:
+            return
+        for value, raw in zip(values, self.store.get_many_raw(Kind.USER, values), strict=True):
+            if raw is None:
+                raise ScimError(400, f"member {value!r} is not a known user", "invalidValue")
+
+    def _store(
+        self, kind: Kind, rid: str, doc: dict[str, Any], *, previous: Mapping[str, Any] | None,
+        expected: int, password: str | None,
+    ) -> int:
+        token = None
+        if password is not None:
+            if self.vault is None:
+                log.info("password of %s %s ignored: passwords are not accepted", kind.resource_type, rid)
+            else:
+                token = self.vault.seal(password)
+        try:
+            version = self.store.write_desired(
+                kind, rid, doc, previous=previous, expected_version=expected,
+                last_modified=time.time(), password_token=token,
+            )
+        except UniquenessConflict as conflict:
+            value = doc.get(conflict.attribute)
+            raise UniquenessException(
+                detail=f"{conflict.attribute} {value!r} is already used by another {kind.resource_type}"
+            ) from None
+        self.publish(kind, rid)
+        return version
+
+    def _confirm(self, kind: Kind, rid: str, doc: dict[str, Any] | None, version: int) -> Written:
+        """Wait for the legacy application's answer while one can still come in time."""
+        outcome: Outcome | None = None
+        if self.backlog.can_confirm_within(self.confirm_wait_s):
+            outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)
+        if outcome is not None and outcome.status == "failed":
+            if outcome.scim_type == "uniqueness":
+                raise UniquenessException(detail=f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}")
+            raise ScimError(400, f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}", "invalidValue")
+        return Written(rid, doc, version, confirmed=outcome is not None)

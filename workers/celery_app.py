@@ -1,0 +1,104 @@
+"""The Celery application: broker settings derived from the budget, and the task registry.
+
+``create_celery(settings)`` is the only way to get one; the ``worker`` and ``beat`` commands and
+the tests call it, the api uses it to publish. Delivery settings follow Celery's advice for
+slow, idempotent work: ``acks_late`` (the reconciler is idempotent), reject on a lost worker so
+the message is redelivered, one prefetched task per process, JSON arguments only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from celery import Celery
+from celery import bootsteps
+
+from workers.runtime import AdapterFactory, Runtime
+from workers.settings import Settings
+from workers.tasks import QUEUE, SWEEP, register_tasks
+
+log = logging.getLogger("scim_bridge.worker")
+
+
+def create_celery(
+    settings: Settings,
+    *,
+    adapter_factory: AdapterFactory | None = None,
+    runtime: Runtime | None = None,
+) -> Celery:
+    """A Celery app for ``settings`` with scim-bridge's tasks registered."""
+    app = Celery("scim_bridge", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=settings.worker_concurrency,
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_time_limit_s,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": settings.redis_timeout_s,
+            "socket_timeout": max(settings.redis_timeout_s, 5.0),
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+        },
+        broker_pool_limit=64,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={
+            "sweep-dirty-resources": {"task": SWEEP, "schedule": settings.sweep_interval_s},
+        },
+    )
+    runtime = runtime or Runtime(settings, adapter_factory)
+    register_tasks(app, runtime)
+    _heartbeat_while_running(app, runtime)
+    return app
+
+
+def _heartbeat_while_running(app: Celery, runtime: Runtime) -> None:
+    """Announce this worker and its concurrency, for the api's backlog estimate.
+
+    A consumer bootstep, so it runs in every kind of worker (the CLI's and the test kit's).
+    """
+
+    class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
+        requires = {"celery.worker.consumer.tasks:Tasks"}
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self._stop = threading.Event()
+
+        def start(self, parent: Any) -> None:
+            concurrency = int(getattr(getattr(parent, "pool", None), "limit", 0) or 1)
+            host = f"{socket.gethostname()}:{os.getpid()}:{id(parent)}"
+            self._stop.clear()
+            threading.Thread(
+                target=self._beat, args=(host, concurrency), daemon=True, name="heartbeat"
+            ).start()
+
+        def _beat(self, host: str, concurrency: int) -> None:
+            while not self._stop.is_set():
+                try:
+                    runtime.store.heartbeat(host, concurrency)
+                except Exception:  # Redis down: the next beat retries
+                    log.debug("heartbeat failed", exc_info=True)
+                self._stop.wait(10)
+
+        def stop(self, parent: Any) -> None:
+            self._stop.set()
+
+    app.steps["consumer"].add(Heartbeat)

@@ -1,0 +1,301 @@
+"""Bring one resource of the legacy application to its desired state (DESIGN.md §3, step 4).
+
+Plain code, no Celery: the task in :mod:`workers.tasks` only calls :meth:`Reconciler.reconcile`
+and turns :class:`RetryLater` into a Celery retry. Under the per-resource lock the reconciler
+reads desired and applied state, derives the operations (create, update, deactivate, reactivate,
+password change, member add/remove, delete), calls the adapter under one deadline, and records
+the applied state. It always applies the *latest* desired state, so duplicated, reordered or
+superseded tasks are harmless and ten quick updates cost one legacy call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.errors import ConflictError, PermanentError, TransientError
+from adapters.port import Deadline, LegacyAdapter
+from workers.passwords import PasswordVault, hash_password, password_matches
+from workers.readmodel import (
+    Kind,
+    Outcome,
+    ReadModel,
+    Snapshot,
+    UniquenessConflict,
+    VersionConflict,
+)
+
+log = logging.getLogger("scim_bridge.reconcile")
+
+# Attributes that are scim-bridge's bookkeeping, not part of what the legacy application holds.
+_NOT_PROFILE = frozenset({"meta", "groups", "password", "members", "active"})
+_MAX_PASSES = 5
+
+
+class RetryLater(Exception):
+    """The change could not be applied now; the task retries it with backoff."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one reconciliation did: ``applied``, ``noop``, ``locked``, ``failed``, ``gone``."""
+
+    status: str
+    operations: tuple[str, ...] = ()
+
+
+def profile(doc: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of a resource the legacy application stores as its profile."""
+    return {k: v for k, v in (doc or {}).items() if k not in _NOT_PROFILE}
+
+
+def member_ids(doc: Mapping[str, Any] | None) -> list[str]:
+    """The user ids of a group document's members, in order, without duplicates."""
+    values = (m.get("value") for m in (doc or {}).get("members") or ())
+    return list(dict.fromkeys(v for v in values if isinstance(v, str)))
+
+
+def now_iso() -> str:
+    """The current instant as SCIM writes it (UTC, milliseconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{datetime.now(UTC).microsecond // 1000:03d}Z"
+
+
+class Reconciler:
+    """Applies desired state through an adapter. One instance per worker process."""
+
+    def __init__(
+        self,
+        store: ReadModel,
+        adapter: LegacyAdapter,
+        *,
+        vault: PasswordVault | None,
+        deadline_s: float,
+        lock_ttl_s: float,
+    ) -> None:
+        self.store = store
+        self.adapter = adapter
+        self.vault = vault
+        self.deadline_s = deadline_s
+        self.lock_ttl_s = lock_ttl_s
+
+    def reconcile(self, kind: Kind, rid: str) -> Result:
+        """Reconcile one resource; raises :class:`RetryLater` on transient trouble.
+
+        ``requeue`` in the result asks the caller to publish another task: desired state moved
+        after the last pass, and the task of that write may have found the lock taken.
+        """
+        token = uuid.uuid4().hex
+        if not self.store.acquire_lock(kind, rid, token, self.lock_ttl_s):
+            # Another task holds the lock; it re-reads desired state after it lets go.
+            return Result("locked")
+        started = time.monotonic()
+        operations: list[str] = []
+        status, seen = "requeue", 0
+        try:
+            for _ in range(_MAX_PASSES):
+                snap = self.store.snapshot(kind, rid)
+                if not snap.exists:
+                    return Result("gone", tuple(operations))
+                seen = snap.version
+                status = self._pass(snap, operations)
+                if status != "moved":
+                    break
+        finally:
+            self.store.release_lock(kind, rid, token)
+            self.store.record_duration(time.monotonic() - started)
+        # A refused change rolled the read model back, which is one version more.
+        settled_version = seen + 1 if status == "failed" else seen
+        if status == "moved" or self.store.version(kind, rid) > settled_version:
+            return Result("requeue", tuple(operations))
+        return Result(status, tuple(operations))
+
+    # One pass -----------------------------------------------------------------------------------
+    def _pass(self, snap: Snapshot, operations: list[str]) -> str:
+        deadline = Deadline.after(self.deadline_s)
+        password_hash: str | None = None
+        try:
+            if snap.kind is Kind.USER:
+                key, password_hash = self._user(snap, deadline, operations)
+            else:
+                key = self._group(snap, deadline, operations)
+        except (PermanentError, ConflictError) as exc:
+            self._fail(snap, exc, operations)
+            return "failed"
+        except TransientError as exc:
+            self.store.record_error(snap.kind, snap.id, exc.message)
+            raise RetryLater(exc.message) from exc
+        applied = None if snap.deleted else snap.desired
+        settled = self.store.settle(
+            snap.kind,
+            snap.id,
+            version=snap.version,
+            applied=applied,
+            legacy_key=key,
+            password_hash=password_hash,
+        )
+        self.store.publish_outcomes(
+            snap.kind,
+            snap.id,
+            range(snap.applied_version + 1, snap.version + 1),
+            Outcome("applied", snap.version),
+        )
+        if settled == "moved":
+            return "moved"
+        return "applied" if operations else "noop"
+
+    def _user(
+        self, snap: Snapshot, deadline: Deadline, operations: list[str]
+    ) -> tuple[str | None, str | None]:
+        adapter, key = self.adapter, snap.legacy_key
+        if snap.deleted:
+            if key is not None:
+                adapter.delete_user(key, deadline=deadline)
+                operations.append("delete")
+            return key, None
+        desired = snap.desired or {}
+        password = self._pending_password(snap)
+        if key is None:
+            key = adapter.create_user(
+                snap.id, profile(desired) | {"active": desired.get("active", True)},
+                password=password, deadline=deadline,
+            )
+            operations.append("create")
+            return key, hash_password(password) if password is not None else None
+        applied = snap.applied or {}
+        was_active, is_active = applied.get("active", True), desired.get("active", True)
+        if was_active and not is_active:
+            adapter.deactivate_user(key, deadline=deadline)
+            operations.append("deactivate")
+        if not was_active and is_active:
+            adapter.reactivate_user(key, deadline=deadline)
+            operations.append("reactivate")
+        if profile(desired) != profile(applied):
+            adapter.update_user(
+                key,
+                profile(desired) | {"active": is_active},
+                previous=profile(applied) | {"active": was_active},
+                deadline=deadline,
+            )
+            operations.append("update")
+        password_hash = None
+        if password is not None and not password_matches(password, snap.password_hash):
+            adapter.set_password(key, password, deadline=deadline)
+            operations.append("password")
+            password_hash = hash_password(password)
+        return key, password_hash
+
+    def _pending_password(self, snap: Snapshot) -> str | None:
+        if snap.password_token is None:
+            return None
+        if self.vault is None:
+            raise PermanentError("a password is pending but no password key is configured")
+        return self.vault.open(snap.password_token)
+
+    def _group(self, snap: Snapshot, deadline: Deadline, operations: list[str]) -> str | None:
+        adapter, key = self.adapter, snap.legacy_key
+        if snap.deleted:
+            if key is not None:
+                adapter.delete_group(key, deadline=deadline)
+                operations.append("delete")
+            return key
+        desired, applied = snap.desired or {}, snap.applied or {}
+        wanted = member_ids(desired)
+        had = member_ids(applied) if key is not None else []
+        to_add = [m for m in wanted if m not in set(had)]
+        to_remove = [m for m in had if m not in set(wanted)]
+        add_keys = self._member_keys(to_add, require=True)
+        if key is None:
+            key = adapter.create_group(snap.id, profile(desired), deadline=deadline)
+            operations.append("create")
+        elif profile(desired) != profile(applied):
+            adapter.update_group(key, profile(desired), previous=profile(applied), deadline=deadline)
+            operations.append("update")
+        if add_keys:
+            adapter.add_members(key, add_keys, deadline=deadline)
+            operations.append("add_members")
+        remove_keys = self._member_keys(to_remove, require=False)
+        if remove_keys:
+            adapter.remove_members(key, remove_keys, deadline=deadline)
+            operations.append("remove_members")
+        return key
+
+    def _member_keys(self, user_ids: Sequence[str], *, require: bool) -> list[str]:
+        """Legacy keys of users; a member still pending creation makes the group wait."""
+        keys = []
+        for user_id in user_ids:
+            user = self.store.snapshot(Kind.USER, user_id)
+            if user.legacy_key is not None:
+                keys.append(user.legacy_key)
+            elif require and user.exists and not user.deleted:
+                raise TransientError(f"member {user_id} is not created in the legacy application yet")
+        return keys
+
+    def give_up(self, kind: Kind, rid: str, reason: str) -> None:
+        """Dead-letter a change that kept failing transiently, as if it had been refused."""
+        token = uuid.uuid4().hex
+        if not self.store.acquire_lock(kind, rid, token, self.lock_ttl_s):
+            return  # a task is working on it right now; it decides
+        try:
+            snap = self.store.snapshot(kind, rid)
+            if snap.exists:
+                self._fail(snap, PermanentError(reason), [])
+        finally:
+            self.store.release_lock(kind, rid, token)
+
+    # Failure ------------------------------------------------------------------------------------
+    def _fail(self, snap: Snapshot, exc: PermanentError, operations: list[str]) -> None:
+        """Dead-letter the change and roll the read model back to the applied state."""
+        operation = "delete" if snap.deleted else ("create" if snap.legacy_key is None else "update")
+        log.warning(
+            "legacy application refused %s of %s %s: %s",
+            operation, snap.kind.resource_type, snap.id, exc.message,
+        )
+        self.store.dead_letter(
+            snap.kind,
+            snap.id,
+            {
+                "kind": snap.kind.resource_type,
+                "id": snap.id,
+                "version": snap.version,
+                "operation": operation,
+                "error": exc.message,
+                "conflict": isinstance(exc, ConflictError),
+                "at": time.time(),
+                "desired": snap.desired,
+            },
+        )
+        self.store.record_error(snap.kind, snap.id, exc.message)
+        try:
+            if snap.applied is None and snap.legacy_key is None:
+                self.store.purge(snap.kind, snap.id, snap)  # a refused create disappears
+            else:
+                restored = dict(snap.applied or {})
+                meta = dict(restored.get("meta") or {})
+                meta.update(lastModified=now_iso(), version=f'W/"{snap.version + 1}"')
+                restored["meta"] = meta
+                self.store.write_desired(
+                    snap.kind, snap.id, restored,
+                    previous=snap.desired, expected_version=snap.version,
+                    last_modified=time.time(), rollback=True,
+                )
+        except VersionConflict:
+            pass  # a newer desired state arrived; it is reconciled on its own
+        except UniquenessConflict as conflict:
+            # Only after a refused delete: another resource took the name meanwhile.
+            log.error("cannot restore %s %s: %s is taken", snap.kind.resource_type, snap.id, conflict)
+        self.store.publish_outcomes(
+            snap.kind,
+            snap.id,
+            range(snap.applied_version + 1, snap.version + 1),
+            Outcome("failed", snap.version, exc.message, "uniqueness" if isinstance(exc, ConflictError) else None),
+        )
+        operations.append(f"failed:{operation}")

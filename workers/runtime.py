@@ -1,0 +1,98 @@
+"""The composition root: builds the Redis clients, read model, adapter and reconciler.
+
+Nothing here runs at import time; each process (gunicorn worker, Celery worker child) builds its
+own :class:`Runtime` on first use, after any fork.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import cached_property
+
+import redis
+
+from adapters.port import LegacyAdapter
+from adapters.registry import load_adapter
+from adapters.simulate import SimulatedLegacy
+from workers.passwords import PasswordVault
+from workers.readmodel import ReadModel
+from workers.reconciler import Reconciler
+from workers.settings import Settings
+
+AdapterFactory = Callable[[Settings], LegacyAdapter]
+
+
+def build_adapter(settings: Settings) -> LegacyAdapter:
+    """The configured adapter, wrapped by the simulator when a simulation setting is on."""
+    adapter = load_adapter(settings.adapter, settings.adapter_options_resolved())
+    if (
+        settings.simulate_latency_s
+        or settings.simulate_error_rate
+        or settings.simulate_max_concurrency
+        or settings.simulate_jitter_s
+    ):
+        adapter = SimulatedLegacy(
+            adapter,
+            latency_s=settings.simulate_latency_s,
+            jitter_s=settings.simulate_jitter_s,
+            error_rate=settings.simulate_error_rate,
+            max_concurrency=settings.simulate_max_concurrency,
+        )
+    return adapter
+
+
+def redis_client(settings: Settings, *, blocking_s: float = 0.0) -> redis.Redis:
+    """A client with short timeouts, so a Redis outage fails requests fast instead of hanging.
+
+    ``blocking_s`` lengthens the socket timeout for clients that issue blocking commands.
+    """
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s + blocking_s,
+        health_check_interval=30,
+        max_connections=256,
+    )
+
+
+def password_vault(settings: Settings) -> PasswordVault | None:
+    """The vault for pending passwords, or None when none is configured."""
+    key = settings.password_key_bytes()
+    return PasswordVault(key) if key else None
+
+
+class Runtime:
+    """Lazily built collaborators of one process."""
+
+    def __init__(self, settings: Settings, adapter_factory: AdapterFactory | None = None) -> None:
+        self.settings = settings
+        self._adapter_factory = adapter_factory or build_adapter
+        self._lock = threading.Lock()
+
+    @cached_property
+    def store(self) -> ReadModel:
+        """The read model, with a second client for blocking waits."""
+        wait = redis_client(self.settings, blocking_s=self.settings.confirm_wait_s + 1)
+        return ReadModel(redis_client(self.settings), self.settings.key_prefix, wait_client=wait)
+
+    @cached_property
+    def adapter(self) -> LegacyAdapter:
+        """The adapter, built on first use (after the worker process forked)."""
+        return self._adapter_factory(self.settings)
+
+    @cached_property
+    def vault(self) -> PasswordVault | None:
+        """Pending-password encryption."""
+        return password_vault(self.settings)
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        """The reconciler of this process."""
+        return Reconciler(
+            self.store,
+            self.adapter,
+            vault=self.vault,
+            deadline_s=self.settings.legacy_deadline_s,
+            lock_ttl_s=self.settings.lock_ttl_s,
+        )

@@ -1,0 +1,212 @@
+"""Every setting of scim-bridge: one home for each number that matters, validated at start-up.
+
+Read from ``SCIM_BRIDGE_*`` environment variables and, when ``SCIM_BRIDGE_CONFIG`` names one,
+a TOML file (environment variables win). The time budget of DESIGN.md §5 is derived here from
+Okta's "Timeout for API calls" (``timeout_budget_s``), and its invariants are checked, so a bad
+combination is a start-up error that says what to change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class SettingsError(ValueError):
+    """A configuration that cannot work; the message says which setting to change."""
+
+
+class Settings(BaseSettings):
+    """scim-bridge's configuration. Field names map to ``SCIM_BRIDGE_<NAME>`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCIM_BRIDGE_", extra="forbid", validate_default=True
+    )
+
+    # Redis: read model and broker -----------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = Field(1.0, gt=0, le=10)
+    key_prefix: str = "sb"
+
+    # Authentication of the Okta agent ---------------------------------------------------------
+    auth_mode: Literal["basic", "header", "none"] = "header"
+    auth_username: str | None = None
+    auth_password: SecretStr | None = None
+    auth_header_name: str = "Authorization"
+    auth_header_value: SecretStr | None = None
+
+    # The budget (DESIGN.md §5) ---------------------------------------------------------------
+    timeout_budget_s: float = Field(30.0, ge=1)
+    """Okta's "Timeout for API calls": no request may take longer."""
+    confirm_wait_s: float = Field(2.0, ge=0)
+    """How long a write waits for the legacy application's answer before answering anyway."""
+    adapter_deadline_s: float | None = Field(None, gt=0)
+    """Deadline of one reconciliation's legacy calls; default a third of the budget."""
+    retry_backoff_base_s: float = Field(1.0, gt=0)
+    retry_backoff_max_s: float = Field(60.0, gt=0)
+    max_transient_attempts: int = Field(20, ge=1)
+    visibility_timeout_s: float = Field(3600.0, gt=0)
+    sweep_interval_s: float = Field(5.0, gt=0)
+    sweep_grace_s: float = Field(60.0, gt=0)
+    """A dirty resource untouched by any task for this long is presumed lost and re-published."""
+
+    # Requests ---------------------------------------------------------------------------------
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_page_size: int = Field(1000, ge=1)
+    default_page_size: int = Field(100, ge=1)
+
+    # The legacy application -------------------------------------------------------------------
+    adapter: str = "sql"
+    adapter_options: dict[str, Any] = Field(default_factory=dict)
+    sql_url: str = "sqlite:///scim-bridge-legacy.db"
+    simulate_latency_s: float = Field(0.0, ge=0)
+    simulate_jitter_s: float = Field(0.0, ge=0)
+    simulate_error_rate: float = Field(0.0, ge=0, le=1)
+    simulate_max_concurrency: int = Field(0, ge=0)
+
+    # Secrets ----------------------------------------------------------------------------------
+    accept_passwords: bool = True
+    password_key: SecretStr | None = None
+    """A Fernet key (32 url-safe base64 bytes) encrypting pending passwords in Redis."""
+    password_key_file: Path | None = None
+
+    # Processes --------------------------------------------------------------------------------
+    worker_concurrency: int = Field(4, ge=1)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("SCIM_BRIDGE_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    # Derived budget ---------------------------------------------------------------------------
+    @property
+    def legacy_deadline_s(self) -> float:
+        """Deadline for the legacy calls of one reconciliation."""
+        return self.adapter_deadline_s or self.timeout_budget_s / 3
+
+    @property
+    def task_soft_time_limit_s(self) -> float:
+        """Celery soft limit: a backstop a little past the adapter deadline."""
+        return self.legacy_deadline_s + 5
+
+    @property
+    def task_time_limit_s(self) -> float:
+        """Celery hard limit: the process is killed past this."""
+        return self.task_soft_time_limit_s + 5
+
+    @property
+    def lock_ttl_s(self) -> float:
+        """Per-resource lock lifetime: outlives any task that still runs."""
+        return self.task_time_limit_s + 5
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        problems: list[str] = []
+        if self.auth_mode == "basic" and not (self.auth_username and self.auth_password):
+            problems.append(
+                "auth_mode is 'basic': set SCIM_BRIDGE_AUTH_USERNAME and SCIM_BRIDGE_AUTH_PASSWORD"
+            )
+        if self.auth_mode == "header" and not self.auth_header_value:
+            problems.append(
+                "auth_mode is 'header': set SCIM_BRIDGE_AUTH_HEADER_VALUE "
+                "(for example 'Bearer <token>')"
+            )
+        if self.timeout_budget_s < 30:
+            # Okta's minimum is 30 s; a lower budget is allowed for tests and benchmarks.
+            pass
+        if self.confirm_wait_s + 1 > self.timeout_budget_s / 2:
+            problems.append(
+                f"confirm_wait_s ({self.confirm_wait_s}) must leave half the budget free: "
+                f"lower SCIM_BRIDGE_CONFIRM_WAIT_S below {self.timeout_budget_s / 2 - 1:g} "
+                f"or raise SCIM_BRIDGE_TIMEOUT_BUDGET_S"
+            )
+        if self.legacy_deadline_s > self.timeout_budget_s:
+            problems.append(
+                f"adapter_deadline_s ({self.legacy_deadline_s:g}) exceeds the budget "
+                f"({self.timeout_budget_s:g}): lower SCIM_BRIDGE_ADAPTER_DEADLINE_S"
+            )
+        chain = [
+            ("adapter deadline", self.legacy_deadline_s),
+            ("task soft time limit", self.task_soft_time_limit_s),
+            ("task hard time limit", self.task_time_limit_s),
+            ("lock TTL", self.lock_ttl_s),
+            ("visibility timeout", self.visibility_timeout_s),
+        ]
+        for (low_name, low), (high_name, high) in zip(chain, chain[1:], strict=False):
+            if not low < high:
+                problems.append(
+                    f"{low_name} ({low:g} s) must be below {high_name} ({high:g} s): "
+                    "raise SCIM_BRIDGE_VISIBILITY_TIMEOUT_S or lower "
+                    "SCIM_BRIDGE_ADAPTER_DEADLINE_S"
+                )
+        if not self.retry_backoff_max_s < self.visibility_timeout_s:
+            problems.append(
+                f"retry_backoff_max_s ({self.retry_backoff_max_s:g}) must be below "
+                f"visibility_timeout_s ({self.visibility_timeout_s:g}): a retry that waits "
+                "longer would be redelivered as well"
+            )
+        if self.retry_backoff_base_s > self.retry_backoff_max_s:
+            problems.append("retry_backoff_base_s must not exceed retry_backoff_max_s")
+        if self.default_page_size > self.max_page_size:
+            problems.append("default_page_size must not exceed max_page_size")
+        if self.sweep_grace_s <= self.lock_ttl_s:
+            problems.append(
+                f"sweep_grace_s ({self.sweep_grace_s:g}) must exceed the lock TTL "
+                f"({self.lock_ttl_s:g}): a running task would be re-published"
+            )
+        if problems:
+            raise SettingsError("invalid scim-bridge settings:\n  - " + "\n  - ".join(problems))
+        return self
+
+    def password_key_bytes(self) -> bytes | None:
+        """The key encrypting pending passwords, from the setting or the key file."""
+        if self.password_key is not None:
+            return self.password_key.get_secret_value().encode()
+        if self.password_key_file is not None:
+            return self.password_key_file.read_bytes().strip()
+        return None
+
+    def adapter_options_resolved(self) -> dict[str, Any]:
+        """Options handed to the adapter factory (``sql`` gets ``url`` from ``sql_url``)."""
+        options = dict(self.adapter_options)
+        if self.adapter == "sql":
+            options.setdefault("url", self.sql_url)
+        return options
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raises :class:`SettingsError` with what to change."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error["loc"])
+            if isinstance(error.get("ctx", {}).get("error"), SettingsError):
+                lines.append(str(error["ctx"]["error"]))
+            else:
+                name = f"SCIM_BRIDGE_{location.upper()}" if location else "settings"
+                lines.append(f"{name}: {error['msg']}")
+        raise SettingsError("\n".join(lines)) from None

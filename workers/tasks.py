@@ -1,0 +1,70 @@
+"""Celery tasks: thin, like web views. They deserialize ids, call plain code, and retry.
+
+Names are explicit and stable (``scim_bridge.*``), arguments are JSON strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from workers.readmodel import Kind
+from workers.reconciler import RetryLater
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+    from workers.runtime import Runtime
+
+RECONCILE = "scim_bridge.reconcile"
+SWEEP = "scim_bridge.sweep"
+QUEUE = "scim-bridge"
+
+log = logging.getLogger("scim_bridge.tasks")
+
+
+def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter: between half and all of ``base * 2**attempt``, capped."""
+    ceiling = min(max_s, base_s * (2**attempt))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def register_tasks(app: Celery, runtime: Runtime) -> None:
+    """Register scim-bridge's tasks on ``app``; they use ``runtime``'s collaborators."""
+    settings = runtime.settings
+
+    @app.task(name=RECONCILE, bind=True, max_retries=None)
+    def reconcile(self: Task[Any, Any], kind: str, rid: str) -> str:
+        """Reconcile one resource with the legacy application."""
+        resource_kind = Kind(kind)
+        try:
+            result = runtime.reconciler.reconcile(resource_kind, rid)
+        except RetryLater as exc:
+            attempt = self.request.retries
+            if attempt + 1 >= settings.max_transient_attempts:
+                runtime.reconciler.give_up(
+                    resource_kind, rid, f"{exc.reason} (gave up after {attempt + 1} attempts)"
+                )
+                return "failed"
+            countdown = backoff_s(attempt, settings.retry_backoff_base_s, settings.retry_backoff_max_s)
+            # The dirty mark's score moves past the retry, so the sweeper leaves it alone.
+            runtime.store.touch_dirty(resource_kind, rid, time.time() + countdown)
+            log.info("retrying %s %s in %.1fs: %s", kind, rid, countdown, exc.reason)
+            raise self.retry(countdown=countdown, exc=exc) from None
+        if result.status == "requeue":
+            reconcile.apply_async(args=[kind, rid])
+        return result.status
+
+    @app.task(name=SWEEP)
+    def sweep() -> int:
+        """Re-publish dirty resources whose task was lost (the dirty set is the truth)."""
+        now = time.time()
+        lost = runtime.store.dirty_before(now - settings.sweep_grace_s)
+        for kind, rid in lost:
+            runtime.store.touch_dirty(kind, rid, now)
+            reconcile.apply_async(args=[kind.value, rid])
+        if lost:
+            log.warning("re-published %d dirty resources whose task was lost", len(lost))
+        return len(lost)
