@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -96,7 +97,10 @@ class AdapterContract:
     def create(adapter: LegacyAdapter, user_name: str, **attributes: Any) -> str:
         """Create a user whose resource id is derived from ``user_name``; return its key."""
         return adapter.create_user(
-            f"id-{user_name}", user_document(user_name, **attributes), password=None, deadline=budget()
+            f"id-{user_name}",
+            user_document(user_name, **attributes),
+            password=None,
+            deadline=budget(),
         )
 
     @staticmethod
@@ -328,7 +332,7 @@ class AdapterContract:
         adapter.add_members(group, [ada], deadline=budget())
         users_before = self.all_users(adapter, 100)
         group_before = adapter.get_group(group, deadline=budget())
-        changes = {
+        changes: dict[str, Callable[[], object]] = {
             "create_user": lambda: adapter.create_user(
                 "id-new", user_document("new"), password=PASSWORD, deadline=expired()
             ),
@@ -346,7 +350,10 @@ class AdapterContract:
                 "id-new", group_document("new"), deadline=expired()
             ),
             "update_group": lambda: adapter.update_group(
-                group, group_document("renamed"), previous=group_document("staff"), deadline=expired()
+                group,
+                group_document("renamed"),
+                previous=group_document("staff"),
+                deadline=expired(),
             ),
             "add_members": lambda: adapter.add_members(group, [grace], deadline=expired()),
             "remove_members": lambda: adapter.remove_members(group, [ada], deadline=expired()),

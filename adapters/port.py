@@ -75,7 +75,7 @@ class Capability(StrEnum):
     IMPORT_NEW_USERS = "IMPORT_NEW_USERS"
     IMPORT_PROFILE_UPDATES = "IMPORT_PROFILE_UPDATES"
     PUSH_NEW_USERS = "PUSH_NEW_USERS"
-    PUSH_PASSWORD_UPDATES = "PUSH_PASSWORD_UPDATES"
+    PUSH_PASSWORD_UPDATES = "PUSH_PASSWORD_UPDATES"  # noqa: S105 - a capability name
     PUSH_PENDING_USERS = "PUSH_PENDING_USERS"
     PUSH_PROFILE_UPDATES = "PUSH_PROFILE_UPDATES"
     PUSH_USER_DEACTIVATION = "PUSH_USER_DEACTIVATION"
@@ -159,7 +159,7 @@ class LegacyAdapter(ABC):
 
     @abstractmethod
     def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
-        """One page of at most ``limit`` users in a stable order, from ``cursor`` (``None``: first)."""
+        """At most ``limit`` users in a stable order, from ``cursor`` (``None``: the first)."""
 
     # Groups -----------------------------------------------------------------------------------
     @abstractmethod

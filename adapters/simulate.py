@@ -45,7 +45,9 @@ class SimulatedLegacy(LegacyAdapter):
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError(f"error_rate must be between 0 and 1, not {error_rate}")
         if max_concurrency < 0:
-            raise ValueError(f"max_concurrency must be 0 (unlimited) or more, not {max_concurrency}")
+            raise ValueError(
+                f"max_concurrency must be 0 (unlimited) or more, not {max_concurrency}"
+            )
         self.inner = inner
         self.latency_s = latency_s
         self.jitter_s = jitter_s
@@ -68,7 +70,9 @@ class SimulatedLegacy(LegacyAdapter):
             )
         try:
             with self._random_lock:
-                jitter = self._random.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
+                jitter = (
+                    self._random.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
+                )
                 fails = self._random.random() < self.error_rate
             delay = max(0.0, self.latency_s + jitter)
             if delay >= deadline.remaining():
@@ -93,9 +97,7 @@ class SimulatedLegacy(LegacyAdapter):
         return self._call(
             "create_user",
             deadline,
-            lambda: self.inner.create_user(
-                resource_id, user, password=password, deadline=deadline
-            ),
+            lambda: self.inner.create_user(resource_id, user, password=password, deadline=deadline),
         )
 
     def update_user(
@@ -128,9 +130,7 @@ class SimulatedLegacy(LegacyAdapter):
         self._call("delete_user", deadline, lambda: self.inner.delete_user(key, deadline=deadline))
 
     def get_user(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
-        return self._call(
-            "get_user", deadline, lambda: self.inner.get_user(key, deadline=deadline)
-        )
+        return self._call("get_user", deadline, lambda: self.inner.get_user(key, deadline=deadline))
 
     def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         return self._call(

@@ -108,6 +108,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     update,
 )
@@ -219,40 +220,14 @@ class SqlAdapter(LegacyAdapter):
     def create_user(
         self, resource_id: str, user: ScimDocument, *, password: str | None, deadline: Deadline
     ) -> str:
-        users = self._users
-        columns = _user_columns(user)
-        # Hash before the transaction: scrypt's tens of milliseconds should not hold the lock.
-        password_hash = None if password is None else hash_password(password)
-        try:
-            with self._transaction(deadline, "create_user") as connection:
-                existing = connection.scalar(
-                    select(users.c.id).where(users.c.scim_id == resource_id)
-                )
-                if existing is not None:
-                    return str(existing)
-                self._check_user_name_free(connection, columns["user_name"], None)
-                now = datetime.now(UTC)
-                result = connection.execute(
-                    insert(users).values(
-                        scim_id=resource_id,
-                        active=bool(user.get("active", True)),
-                        password_hash=password_hash,
-                        created_at=now,
-                        updated_at=now,
-                        **columns,
-                    )
-                )
-                return _inserted_key(result)
-        except _UniqueViolation:
-            # Two deliveries of one create raced past the lookup above; the loser answers with
-            # the winner's key. Any other unique value taken is a real conflict.
-            with self._transaction(deadline, "create_user") as connection:
-                existing = connection.scalar(
-                    select(users.c.id).where(users.c.scim_id == resource_id)
-                )
-            if existing is None:
-                raise
-            return str(existing)
+        deadline.check("create_user")
+        values = {
+            **_user_columns(user),
+            "active": bool(user.get("active", True)),
+            # Hash before the transaction: scrypt's tens of milliseconds should not hold the lock.
+            "password_hash": None if password is None else hash_password(password),
+        }
+        return self._create("create_user", deadline, self._users.c.user_name, resource_id, values)
 
     def update_user(
         self, key: str, user: ScimDocument, *, previous: ScimDocument, deadline: Deadline
@@ -261,13 +236,15 @@ class SqlAdapter(LegacyAdapter):
         columns = _user_columns(user)
         user_id = _parse_key(key)
         with self._transaction(deadline, "update_user") as connection:
-            self._check_user_name_free(connection, columns["user_name"], user_id)
+            if user_id is None:
+                raise _missing_user(key)
+            self._check_name_free(connection, users.c.user_name, columns["user_name"], user_id)
             result = connection.execute(
                 update(users)
                 .where(users.c.id == user_id)
                 .values(updated_at=datetime.now(UTC), **columns)
             )
-            if user_id is None or result.rowcount == 0:
+            if result.rowcount == 0:
                 raise _missing_user(key)
 
     def deactivate_user(self, key: str, *, deadline: Deadline) -> None:
@@ -311,32 +288,9 @@ class SqlAdapter(LegacyAdapter):
 
     # Groups -----------------------------------------------------------------------------------
     def create_group(self, resource_id: str, group: ScimDocument, *, deadline: Deadline) -> str:
-        groups = self._groups
-        columns = _group_columns(group)
-        try:
-            with self._transaction(deadline, "create_group") as connection:
-                existing = connection.scalar(
-                    select(groups.c.id).where(groups.c.scim_id == resource_id)
-                )
-                if existing is not None:
-                    return str(existing)
-                self._check_group_name_free(connection, columns["display_name"], None)
-                now = datetime.now(UTC)
-                result = connection.execute(
-                    insert(groups).values(
-                        scim_id=resource_id, created_at=now, updated_at=now, **columns
-                    )
-                )
-                return _inserted_key(result)
-        except _UniqueViolation:
-            # As in create_user: a concurrent delivery of the same create won.
-            with self._transaction(deadline, "create_group") as connection:
-                existing = connection.scalar(
-                    select(groups.c.id).where(groups.c.scim_id == resource_id)
-                )
-            if existing is None:
-                raise
-            return str(existing)
+        values = _group_columns(group)
+        name_column = self._groups.c.display_name
+        return self._create("create_group", deadline, name_column, resource_id, values)
 
     def update_group(
         self, key: str, group: ScimDocument, *, previous: ScimDocument, deadline: Deadline
@@ -345,16 +299,27 @@ class SqlAdapter(LegacyAdapter):
         columns = _group_columns(group)
         group_id = _parse_key(key)
         with self._transaction(deadline, "update_group") as connection:
-            self._check_group_name_free(connection, columns["display_name"], group_id)
+            if group_id is None:
+                raise _missing_group(key)
+            name_column = groups.c.display_name
+            self._check_name_free(connection, name_column, columns["display_name"], group_id)
             result = connection.execute(
                 update(groups)
                 .where(groups.c.id == group_id)
                 .values(updated_at=datetime.now(UTC), **columns)
             )
-            if group_id is None or result.rowcount == 0:
+            if result.rowcount == 0:
                 raise _missing_group(key)
 
     def add_members(self, key: str, member_keys: Sequence[str], *, deadline: Deadline) -> None:
+        try:
+            self._add_members(key, member_keys, deadline)
+        except _UniqueViolation:
+            # A concurrent call added one of these members after we looked; looking again
+            # finds it there and adds only the rest.
+            self._add_members(key, member_keys, deadline)
+
+    def _add_members(self, key: str, member_keys: Sequence[str], deadline: Deadline) -> None:
         memberships = self._memberships
         group_id = _parse_key(key)
         wanted = {_parse_key(member): member for member in member_keys}
@@ -481,48 +446,89 @@ class SqlAdapter(LegacyAdapter):
     def _set_user(self, key: str, what: str, deadline: Deadline, **values: Any) -> None:
         user_id = _parse_key(key)
         with self._transaction(deadline, what) as connection:
+            if user_id is None:
+                raise _missing_user(key)
             result = connection.execute(
                 update(self._users)
                 .where(self._users.c.id == user_id)
                 .values(updated_at=datetime.now(UTC), **values)
             )
-            if user_id is None or result.rowcount == 0:
+            if result.rowcount == 0:
                 raise _missing_user(key)
 
-    def _check_user_name_free(
-        self, connection: Connection, user_name: str, user_id: int | None
-    ) -> None:
-        users = self._users
-        # lower() on both sides, so that the database's notion of case decides both.
-        query = select(users.c.id, users.c.scim_id).where(
-            func.lower(users.c.user_name) == func.lower(user_name)
-        )
-        if user_id is not None:
-            query = query.where(users.c.id != user_id)
-        other = connection.execute(query.limit(1)).first()
-        if other is not None:
-            raise ConflictError(
-                f"login name {user_name!r} is already used by user {other.id} of the legacy"
-                f" application ({_owner(other.scim_id)}, table {users.name}); rename or remove"
-                " that user first"
-            )
+    def _create(
+        self,
+        what: str,
+        deadline: Deadline,
+        name_column: Column[Any],
+        resource_id: str,
+        values: dict[str, Any],
+    ) -> str:
+        """Insert a user or group row unless an earlier delivery of this create did."""
+        table = name_column.table
+        try:
+            with self._transaction(deadline, what) as connection:
+                earlier = self._earlier_create(
+                    connection, name_column, resource_id, values[name_column.name]
+                )
+                if earlier is not None:
+                    return earlier
+                now = datetime.now(UTC)
+                result = connection.execute(
+                    insert(table).values(
+                        scim_id=resource_id, created_at=now, updated_at=now, **values
+                    )
+                )
+                return _inserted_key(result)
+        except _UniqueViolation:
+            # Two deliveries of one create both found nothing and both inserted; the unique
+            # scim_id refused the loser, which answers with the winner's key. Any other value
+            # taken is a real conflict.
+            with self._transaction(deadline, what) as connection:
+                winner = connection.scalar(select(table.c.id).where(table.c.scim_id == resource_id))
+            if winner is None:
+                raise
+            return str(winner)
 
-    def _check_group_name_free(
-        self, connection: Connection, display_name: str, group_id: int | None
+    def _earlier_create(
+        self, connection: Connection, name_column: Column[Any], resource_id: str, name: str
+    ) -> str | None:
+        """The key of the record an earlier delivery of this create made, or ``None``.
+
+        Raises :class:`ConflictError` if another record holds ``name``. One statement looks for
+        both, so that a concurrent delivery of the same create that commits meanwhile is seen as
+        itself, not as a record holding the name.
+        """
+        table = name_column.table
+        rows = connection.execute(
+            select(table.c.id, table.c.scim_id).where(
+                or_(
+                    table.c.scim_id == resource_id,
+                    func.lower(name_column) == func.lower(name),
+                )
+            )
+        ).all()
+        for row in rows:
+            if row.scim_id == resource_id:
+                return str(row.id)
+        if rows:
+            raise _name_taken(name_column, name, rows[0].id, rows[0].scim_id)
+        return None
+
+    def _check_name_free(
+        self, connection: Connection, name_column: Column[Any], name: str, record_id: int | None
     ) -> None:
-        groups = self._groups
-        query = select(groups.c.id, groups.c.scim_id).where(
-            func.lower(groups.c.display_name) == func.lower(display_name)
+        """Raise :class:`ConflictError` if a record other than ``record_id`` holds ``name``."""
+        table = name_column.table
+        # lower() on both sides, so that the database's notion of case decides both.
+        query = select(table.c.id, table.c.scim_id).where(
+            func.lower(name_column) == func.lower(name)
         )
-        if group_id is not None:
-            query = query.where(groups.c.id != group_id)
+        if record_id is not None:
+            query = query.where(table.c.id != record_id)
         other = connection.execute(query.limit(1)).first()
         if other is not None:
-            raise ConflictError(
-                f"group name {display_name!r} is already used by group {other.id} of the legacy"
-                f" application ({_owner(other.scim_id)}, table {groups.name}); rename or remove"
-                " that group first"
-            )
+            raise _name_taken(name_column, name, other.id, other.scim_id)
 
     def _group_exists(self, connection: Connection, group_id: int) -> bool:
         found = connection.scalar(select(self._groups.c.id).where(self._groups.c.id == group_id))
@@ -670,8 +676,15 @@ def _cause(exc: DBAPIError) -> str:
     return " ".join(line.strip() for line in lines[:2]) or type(exc.orig).__name__
 
 
-def _owner(scim_id: str | None) -> str:
-    return f"SCIM id {scim_id}" if scim_id else "created in the legacy application"
+def _name_taken(
+    name_column: Column[Any], name: str, holder_id: int, holder_scim_id: str | None
+) -> ConflictError:
+    kind, noun = ("user", "login name") if name_column.name == "user_name" else ("group", "name")
+    owner = f"SCIM id {holder_scim_id}" if holder_scim_id else "created in the legacy application"
+    return ConflictError(
+        f"{kind} {noun} {name!r} is already used by {kind} {holder_id} of the legacy application"
+        f" ({owner}, table {name_column.table.name}); rename or remove that {kind} first"
+    )
 
 
 def _missing_user(key: str) -> PermanentError:

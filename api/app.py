@@ -1,6 +1,6 @@
 """The Falcon application: ``create_app`` wires collaborators, ``get_app`` is gunicorn's entry.
 
-    gunicorn 'api.app:get_app()' -c deploy/gunicorn.conf.py
+gunicorn 'api.app:get_app()' -c deploy/gunicorn.conf.py
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def celery_publisher(settings: Settings) -> Publish:
     return publish
 
 
-def create_app(settings: Settings, *, store: ReadModel, publish: Publish) -> falcon.App:
+def create_app(
+    settings: Settings, *, store: ReadModel, publish: Publish
+) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app for ``settings``, with its collaborators given (tests pass their own)."""
     if settings.accept_passwords and settings.password_key_bytes() is None:
         from workers.settings import SettingsError
@@ -56,14 +58,21 @@ def create_app(settings: Settings, *, store: ReadModel, publish: Publish) -> fal
 
     reads = ReadService(store)
     writes = WriteService(
-        store, publish, vault=password_vault(settings), confirm_wait_s=settings.confirm_wait_s,
+        store,
+        publish,
+        vault=password_vault(settings),
+        confirm_wait_s=settings.confirm_wait_s,
         backlog=BacklogEstimate(store),
     )
     prefix = "/scim/v2"
     for kind in Kind:
         endpoint = Endpoint(
-            kind, reads, writes, max_body_bytes=settings.max_body_bytes,
-            default_count=settings.default_page_size, max_count=settings.max_page_size,
+            kind,
+            reads,
+            writes,
+            max_body_bytes=settings.max_body_bytes,
+            default_count=settings.default_page_size,
+            max_count=settings.max_page_size,
         )
         app.add_route(f"{prefix}/{kind.endpoint}", Collection(endpoint))
         app.add_route(f"{prefix}/{kind.endpoint}/{{rid}}", Item(endpoint))
@@ -79,9 +88,11 @@ def create_app(settings: Settings, *, store: ReadModel, publish: Publish) -> fal
     return app
 
 
-def get_app() -> falcon.App:
+def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     """Gunicorn's entry point: settings from the environment, Redis and Celery from them."""
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     runtime = Runtime(settings)
     return create_app(settings, store=runtime.store, publish=celery_publisher(settings))

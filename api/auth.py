@@ -31,7 +31,10 @@ class Authenticator:
         elif self.mode == "header" and secret is not None:
             self._expected = secret.get_secret_value().encode()
         if self.mode == "none":
-            log.warning("authentication is off (SCIM_BRIDGE_AUTH_MODE=none): anyone who reaches this port can provision users")
+            log.warning(
+                "authentication is off (SCIM_BRIDGE_AUTH_MODE=none): "
+                "anyone who reaches this port can provision users"
+            )
 
     def challenge(self) -> str:
         """The WWW-Authenticate value of a 401."""
@@ -44,7 +47,11 @@ class Authenticator:
         if self.mode == "none" or req.path in OPEN_PATHS:
             return
         if not self._accepts(req):
-            raise ScimError(401, "missing or wrong credentials for the SCIM connector", WWW_Authenticate=self.challenge())
+            raise ScimError(
+                401,
+                "missing or wrong credentials for the SCIM connector",
+                WWW_Authenticate=self.challenge(),
+            )
 
     def _accepts(self, req: falcon.Request) -> bool:
         if self.mode == "basic":

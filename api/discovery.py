@@ -37,9 +37,23 @@ def _dump(model: Any) -> dict[str, Any]:
 def authentication_schemes(settings: Settings) -> list[AuthenticationScheme]:
     """The configured scheme, as discovery advertises it."""
     if settings.auth_mode == "basic":
-        return [AuthenticationScheme(type="httpbasic", name="HTTP Basic", description="HTTP Basic authentication", primary=True)]
+        return [
+            AuthenticationScheme(
+                type=AuthenticationScheme.Type.httpbasic,
+                name="HTTP Basic",
+                description="HTTP Basic authentication",
+                primary=True,
+            )
+        ]
     if settings.auth_mode == "header":
-        return [AuthenticationScheme(type="oauthbearertoken", name=f"HTTP header {settings.auth_header_name}", description=f"A secret value in the {settings.auth_header_name} header", primary=True)]
+        return [
+            AuthenticationScheme(
+                type=AuthenticationScheme.Type.oauthbearertoken,
+                name=f"HTTP header {settings.auth_header_name}",
+                description=f"A secret value in the {settings.auth_header_name} header",
+                primary=True,
+            )
+        ]
     return []
 
 
@@ -77,10 +91,15 @@ class Listed:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = SCIM_JSON
         resources = list(self.members.values())
-        resp.data = json.dumps({
-            "schemas": [LIST_SCHEMA], "totalResults": len(resources), "startIndex": 1,
-            "itemsPerPage": len(resources), "Resources": resources,
-        }).encode()
+        resp.data = json.dumps(
+            {
+                "schemas": [LIST_SCHEMA],
+                "totalResults": len(resources),
+                "startIndex": 1,
+                "itemsPerPage": len(resources),
+                "Resources": resources,
+            }
+        ).encode()
 
     def on_get_member(self, req: falcon.Request, resp: falcon.Response, member: str) -> None:
         if member not in self.members:

@@ -34,7 +34,9 @@ class ScimError(SCIMException):
 def from_validation(exc: ValidationError, what: str) -> SCIMException:
     """The first problem of a pydantic validation error, as a SCIM error naming ``what``."""
     error = Error.from_validation_errors(exc)[0]
-    return ScimError(error.status or 400, f"{what}: {error.detail}", error.scim_type or "invalidValue")
+    return ScimError(
+        error.status or 400, f"{what}: {error.detail}", error.scim_type or "invalidValue"
+    )
 
 
 def error_body(status: int, detail: str, scim_type: str | None, dialect: str) -> bytes:
@@ -63,20 +65,26 @@ def dialect_of(req: falcon.Request) -> str:
     return "2.0" if req.path.startswith("/scim/v2") else "1.1"
 
 
-def _render(resp: falcon.Response, req: falcon.Request, status: int, detail: str, scim_type: str | None) -> None:
+def _render(
+    resp: falcon.Response, req: falcon.Request, status: int, detail: str, scim_type: str | None
+) -> None:
     resp.status = status
     resp.content_type = "application/scim+json"
     resp.data = error_body(status, detail, scim_type, dialect_of(req))
 
 
-def handle_scim_exception(req: falcon.Request, resp: falcon.Response, exc: SCIMException, params: dict[str, Any]) -> None:
+def handle_scim_exception(
+    req: falcon.Request, resp: falcon.Response, exc: SCIMException, params: dict[str, Any]
+) -> None:
     """Falcon error handler for every SCIM error."""
     _render(resp, req, exc.status, exc.detail, exc.scim_type or None)
     for name, value in getattr(exc, "headers", {}).items():
         resp.set_header(name.replace("_", "-"), value)
 
 
-def handle_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: dict[str, Any]) -> None:
+def handle_http_error(
+    req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: dict[str, Any]
+) -> None:
     """Falcon's own errors (404 route, 405 method, 415 media) in the SCIM error schema."""
     detail = exc.description or exc.title or "error"
     if exc.status_code == 405:
@@ -84,11 +92,13 @@ def handle_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HT
     elif exc.status_code == 404 and not exc.description:
         detail = f"{req.path} is not a SCIM endpoint"
     _render(resp, req, exc.status_code, detail, None)
-    for name, value in (exc.headers or {}).items():
+    for name, value in dict(exc.headers or {}).items():
         resp.set_header(name, value)
 
 
-def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]) -> None:
+def handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]
+) -> None:
     """A bug or an outage: log it, answer 500 (or 503 for Redis trouble) in the SCIM schema."""
     import redis
 
@@ -101,7 +111,7 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception
     _render(resp, req, 500, "internal error in the connector; see its log", None)
 
 
-def install(app: falcon.App) -> None:
+def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     """Register the handlers, most generic first (Falcon picks the most specific)."""
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

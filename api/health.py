@@ -52,13 +52,17 @@ class QueueCollector(Collector):
         backlog.add_metric([], store.backlog())
         yield backlog
         oldest = store.oldest_dirty()
-        age = GaugeMetricFamily("scim_bridge_oldest_pending_age_seconds", "Age of the oldest dirty mark")
+        age = GaugeMetricFamily(
+            "scim_bridge_oldest_pending_age_seconds", "Age of the oldest dirty mark"
+        )
         age.add_metric([], max(0.0, time.time() - oldest[1]) if oldest else 0.0)
         yield age
         dead = GaugeMetricFamily("scim_bridge_dead_letters", "Changes in the dead-letter store")
         dead.add_metric([], float(store.redis.hlen(store.dlq_key)))
         yield dead
-        queue = GaugeMetricFamily("scim_bridge_queue_length", "Tasks waiting in the broker queue", labels=["queue"])
+        queue = GaugeMetricFamily(
+            "scim_bridge_queue_length", "Tasks waiting in the broker queue", labels=["queue"]
+        )
         queue.add_metric([QUEUE], float(store.redis.llen(QUEUE)))
         yield queue
         workers = GaugeMetricFamily("scim_bridge_worker_capacity", "Concurrency of live workers")

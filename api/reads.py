@@ -26,7 +26,7 @@ class Page:
 def parse_filter(kind: Kind, text: str) -> ScimFilter[Any]:
     """Parse and check a filter against the resource's schema (400 ``invalidFilter``)."""
     try:
-        parsed: ScimFilter[Any] = ScimFilter[MODELS[kind]](text)  # type: ignore[index]
+        parsed: ScimFilter[Any] = ScimFilter[MODELS[kind]](text)  # type: ignore[valid-type]
         parsed._validate_semantics(strict=True)
     except InvalidFilterException as exc:
         raise InvalidFilterException(detail=f"invalid filter {text!r}: {exc.detail}") from None
@@ -48,7 +48,9 @@ class ReadService:
             raise NotFoundException(detail=f"{kind.resource_type} {rid} not found")
         return raw
 
-    def page(self, kind: Kind, scim_filter: ScimFilter[Any] | None, start_index: int, count: int) -> Page:
+    def page(
+        self, kind: Kind, scim_filter: ScimFilter[Any] | None, start_index: int, count: int
+    ) -> Page:
         """One page (``start_index`` is 1-based) of the resources matching the filter."""
         offset = start_index - 1
         if scim_filter is None:
@@ -66,7 +68,9 @@ class ReadService:
     def _documents(self, kind: Kind, ids: list[str]) -> list[bytes]:
         return [raw for raw in self.store.get_many_raw(kind, ids) if raw is not None]
 
-    def _matching(self, kind: Kind, scim_filter: ScimFilter[Any], ids: list[str] | None) -> Iterator[bytes]:
+    def _matching(
+        self, kind: Kind, scim_filter: ScimFilter[Any], ids: list[str] | None
+    ) -> Iterator[bytes]:
         batches = [ids] if ids is not None else self.store.iter_ids(kind)
         model = MODELS[kind]
         for batch in batches:

@@ -36,10 +36,12 @@ def version_of(raw: bytes) -> str | None:
 def project(kind: Kind, raw: bytes, attributes: Sequence[str], excluded: Sequence[str]) -> bytes:
     """Apply ``attributes``/``excludedAttributes`` (RFC 7644 §3.9) to a rendered document."""
     model = MODELS[kind].model_validate(json.loads(raw))
-    parameters = ResponseParameters(
-        attributes=list(attributes) or None, excluded_attributes=list(excluded) or None
+    parameters: ResponseParameters[Any] = ResponseParameters.model_validate(
+        {"attributes": list(attributes) or None, "excludedAttributes": list(excluded) or None}
     )
-    dumped = model.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters)
+    dumped = model.model_dump(
+        scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters
+    )
     return json.dumps(dumped, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -51,4 +53,9 @@ def list_response(total: int, start_index: int, resources: Sequence[bytes]) -> b
         "startIndex": start_index,
         "itemsPerPage": len(resources),
     }
-    return json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"Resources":[' + b",".join(resources) + b"]}"
+    return (
+        json.dumps(head, separators=(",", ":"))[:-1].encode()
+        + b',"Resources":['
+        + b",".join(resources)
+        + b"]}"
+    )

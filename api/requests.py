@@ -18,7 +18,9 @@ def read_json(req: falcon.Request, max_body_bytes: int) -> dict[str, Any]:
     """The request body as a JSON object; 413 past ``max_body_bytes``, 400 when malformed."""
     content_type = (req.content_type or "application/json").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
-        raise ScimError(415, f"send the body as application/scim+json or application/json, not {content_type}")
+        raise ScimError(
+            415, f"send the body as application/scim+json or application/json, not {content_type}"
+        )
     length = req.content_length
     if length is not None and length > max_body_bytes:
         raise ScimError(413, f"the body is {length} bytes; the limit is {max_body_bytes}")
@@ -60,7 +62,9 @@ def _names(req: falcon.Request, name: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def listing(req: falcon.Request, *, default_count: int, max_count: int, strict_start: bool) -> Listing:
+def listing(
+    req: falcon.Request, *, default_count: int, max_count: int, strict_start: bool
+) -> Listing:
     """Parse the listing parameters (RFC 7644 §3.4.2.4): a count above the maximum is capped.
 
     ``startIndex`` below 1 is read as 1 in SCIM 2.0 (the RFC says so) and refused when
@@ -73,4 +77,10 @@ def listing(req: falcon.Request, *, default_count: int, max_count: int, strict_s
         start = 1
     count = max(0, min(_integer(req, "count", default_count), max_count))
     text = req.get_param("filter")
-    return Listing(start, count, text if text else None, _names(req, "attributes"), _names(req, "excludedAttributes"))
+    return Listing(
+        start,
+        count,
+        text if text else None,
+        _names(req, "attributes"),
+        _names(req, "excludedAttributes"),
+    )

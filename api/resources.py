@@ -7,7 +7,7 @@ import falcon
 from api.reads import ReadService, parse_filter
 from api.render import list_response, project, version_of, with_location
 from api.requests import listing, read_json
-from api.writes import Written, WriteService
+from api.writes import WriteService, Written
 from workers.readmodel import Kind, dumps
 
 SCIM_JSON = "application/scim+json"
@@ -17,8 +17,14 @@ class Endpoint:
     """What both resources of one kind share: the services, the limits, the rendering."""
 
     def __init__(
-        self, kind: Kind, reads: ReadService, writes: WriteService, *,
-        max_body_bytes: int, default_count: int, max_count: int,
+        self,
+        kind: Kind,
+        reads: ReadService,
+        writes: WriteService,
+        *,
+        max_body_bytes: int,
+        default_count: int,
+        max_count: int,
     ) -> None:
         self.kind = kind
         self.reads = reads
@@ -41,7 +47,9 @@ class Endpoint:
             body = project(self.kind, body, attributes, excluded)
         return body
 
-    def respond_written(self, req: falcon.Request, resp: falcon.Response, written: Written, status: str) -> None:
+    def respond_written(
+        self, req: falcon.Request, resp: falcon.Response, written: Written, status: str
+    ) -> None:
         """The answer to a create, replace or patch: the stored resource and its ETag."""
         assert written.document is not None
         raw = dumps(written.document).encode()
@@ -61,7 +69,9 @@ class Collection:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         ep = self.endpoint
-        params = listing(req, default_count=ep.default_count, max_count=ep.max_count, strict_start=False)
+        params = listing(
+            req, default_count=ep.default_count, max_count=ep.max_count, strict_start=False
+        )
         scim_filter = parse_filter(ep.kind, params.filter) if params.filter else None
         page = ep.reads.page(ep.kind, scim_filter, params.start_index, params.count)
         resources = [ep.render(req, raw, _id_of(raw)) for raw in page.documents]
@@ -91,12 +101,16 @@ class Item:
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         ep = self.endpoint
-        written = ep.writes.replace(ep.kind, rid, read_json(req, ep.max_body_bytes), req.get_header("If-Match"))
+        written = ep.writes.replace(
+            ep.kind, rid, read_json(req, ep.max_body_bytes), req.get_header("If-Match")
+        )
         ep.respond_written(req, resp, written, falcon.HTTP_200)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         ep = self.endpoint
-        written = ep.writes.patch(ep.kind, rid, read_json(req, ep.max_body_bytes), req.get_header("If-Match"))
+        written = ep.writes.patch(
+            ep.kind, rid, read_json(req, ep.max_body_bytes), req.get_header("If-Match")
+        )
         ep.respond_written(req, resp, written, falcon.HTTP_200)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:

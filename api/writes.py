@@ -26,7 +26,14 @@ from api.capacity import BacklogEstimate
 from api.errors import ScimError, from_validation
 from api.schemas import MODELS, canonical
 from workers.passwords import PasswordVault
-from workers.readmodel import Kind, Outcome, ReadModel, Snapshot, UniquenessConflict, VersionConflict
+from workers.readmodel import (
+    Kind,
+    Outcome,
+    ReadModel,
+    Snapshot,
+    UniquenessConflict,
+    VersionConflict,
+)
 from workers.reconciler import now_iso, profile
 
 log = logging.getLogger("scim_bridge.api.writes")
@@ -75,7 +82,9 @@ class WriteService:
         version = self._store(kind, rid, doc, previous=None, expected=0, password=password)
         return self._confirm(kind, rid, doc, version)
 
-    def replace(self, kind: Kind, rid: str, body: Mapping[str, Any], if_match: str | None) -> Written:
+    def replace(
+        self, kind: Kind, rid: str, body: Mapping[str, Any], if_match: str | None
+    ) -> Written:
         """PUT: the body is the whole new resource."""
         model = self._validate(kind, body, Context.RESOURCE_REPLACEMENT_REQUEST)
         password = self._take_password(model)
@@ -84,7 +93,9 @@ class WriteService:
             doc = self._next(kind, snap, model)
             self._check_members(kind, doc)
             try:
-                version = self._store(kind, rid, doc, previous=snap.desired, expected=snap.version, password=password)
+                version = self._store(
+                    kind, rid, doc, previous=snap.desired, expected=snap.version, password=password
+                )
             except VersionConflict:
                 continue
             return self._confirm(kind, rid, doc, version)
@@ -93,7 +104,7 @@ class WriteService:
     def patch(self, kind: Kind, rid: str, body: Mapping[str, Any], if_match: str | None) -> Written:
         """PATCH: operations applied to the current desired state (scim2-models does the work)."""
         try:
-            operations = PatchOp[MODELS[kind]].model_validate(  # type: ignore[index]
+            operations = PatchOp[MODELS[kind]].model_validate(  # type: ignore[valid-type]
                 body, scim_ctx=Context.RESOURCE_PATCH_REQUEST
             )
         except ValidationError as exc:
@@ -109,11 +120,18 @@ class WriteService:
                 raise from_validation(exc, "PATCH leaves an invalid resource") from None
             password = self._take_password(current)
             doc = self._next(kind, snap, current)
-            if password is None and profile(doc) == profile(snap.desired) and doc.get("active") == (snap.desired or {}).get("active") and doc.get("members") == (snap.desired or {}).get("members"):
+            if (
+                password is None
+                and profile(doc) == profile(snap.desired)
+                and doc.get("active") == (snap.desired or {}).get("active")
+                and doc.get("members") == (snap.desired or {}).get("members")
+            ):
                 return Written(rid, snap.desired, snap.version, confirmed=False)
             self._check_members(kind, doc)
             try:
-                version = self._store(kind, rid, doc, previous=snap.desired, expected=snap.version, password=password)
+                version = self._store(
+                    kind, rid, doc, previous=snap.desired, expected=snap.version, password=password
+                )
             except VersionConflict:
                 continue
             return self._confirm(kind, rid, doc, version)
@@ -125,7 +143,11 @@ class WriteService:
             snap = self._current(kind, rid, if_match)
             try:
                 version = self.store.write_desired(
-                    kind, rid, None, previous=snap.desired, expected_version=snap.version,
+                    kind,
+                    rid,
+                    None,
+                    previous=snap.desired,
+                    expected_version=snap.version,
                     last_modified=time.time(),
                 )
             except VersionConflict:
@@ -165,7 +187,9 @@ class WriteService:
     @staticmethod
     def _next(kind: Kind, snap: Snapshot, model: Resource[Any]) -> dict[str, Any]:
         created = (snap.desired or {}).get("meta", {}).get("created") or now_iso()
-        return canonical(kind, model, snap.id, created=created, last_modified=now_iso(), version=snap.version + 1)
+        return canonical(
+            kind, model, snap.id, created=created, last_modified=now_iso(), version=snap.version + 1
+        )
 
     def _check_members(self, kind: Kind, doc: Mapping[str, Any]) -> None:
         """A group's members must be users scim-bridge knows."""
@@ -179,25 +203,39 @@ class WriteService:
                 raise ScimError(400, f"member {value!r} is not a known user", "invalidValue")
 
     def _store(
-        self, kind: Kind, rid: str, doc: dict[str, Any], *, previous: Mapping[str, Any] | None,
-        expected: int, password: str | None,
+        self,
+        kind: Kind,
+        rid: str,
+        doc: dict[str, Any],
+        *,
+        previous: Mapping[str, Any] | None,
+        expected: int,
+        password: str | None,
     ) -> int:
         token = None
         if password is not None:
             if self.vault is None:
-                log.info("password of %s %s ignored: passwords are not accepted", kind.resource_type, rid)
+                log.info(
+                    "password of %s %s ignored: passwords are not accepted", kind.resource_type, rid
+                )
             else:
                 token = self.vault.seal(password)
         try:
             version = self.store.write_desired(
-                kind, rid, doc, previous=previous, expected_version=expected,
-                last_modified=time.time(), password_token=token,
+                kind,
+                rid,
+                doc,
+                previous=previous,
+                expected_version=expected,
+                last_modified=time.time(),
+                password_token=token,
             )
         except UniquenessConflict as conflict:
             value = doc.get(conflict.attribute)
-            raise UniquenessException(
-                detail=f"{conflict.attribute} {value!r} is already used by another {kind.resource_type}"
-            ) from None
+            taken = (
+                f"{conflict.attribute} {value!r} is already used by another {kind.resource_type}"
+            )
+            raise UniquenessException(detail=taken) from None
         self.publish(kind, rid)
         return version
 
@@ -207,7 +245,12 @@ class WriteService:
         if self.backlog.can_confirm_within(self.confirm_wait_s):
             outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)
         if outcome is not None and outcome.status == "failed":
+            refusal = f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}"
             if outcome.scim_type == "uniqueness":
-                raise UniquenessException(detail=f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}")
-            raise ScimError(400, f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}", "invalidValue")
+                raise UniquenessException(detail=refusal)
+            raise ScimError(
+                400,
+                f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}",
+                "invalidValue",
+            )
         return Written(rid, doc, version, confirmed=outcome is not None)

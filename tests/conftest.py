@@ -75,10 +75,23 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-             "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
         wait_until(lambda: _pings(client), timeout=10)
@@ -152,7 +165,14 @@ class Legacy:
 def worker_runtime(settings: Settings) -> Iterator[Runtime]:
     runtime = Runtime(settings, lambda s: MemoryAdapter())
     app = create_celery(settings, runtime=runtime)
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30):
+    with start_worker(
+        app,
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ):
         wait_until(lambda: runtime.store.live_workers(), timeout=15)
         yield runtime
 
@@ -192,7 +212,9 @@ def publisher(settings: Settings) -> Any:
 
 
 @pytest.fixture
-def client(settings: Settings, store: ReadModel, legacy: Legacy, publisher: Any) -> falcon.testing.TestClient:
+def client(
+    settings: Settings, store: ReadModel, legacy: Legacy, publisher: Any
+) -> falcon.testing.TestClient:
     app = create_app(settings, store=store, publish=publisher)
     return falcon.testing.TestClient(app, headers={"Authorization": TOKEN})
 
@@ -212,15 +234,34 @@ def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         "SCIM_BRIDGE_REDIS_URL": settings.redis_url,
         "SCIM_BRIDGE_AUTH_MODE": "header",
         "SCIM_BRIDGE_AUTH_HEADER_VALUE": TOKEN,
-        "SCIM_BRIDGE_PASSWORD_KEY": settings.password_key.get_secret_value() if settings.password_key else "",
+        "SCIM_BRIDGE_PASSWORD_KEY": settings.password_key.get_secret_value()
+        if settings.password_key
+        else "",
         "SCIM_BRIDGE_CONFIRM_WAIT_S": str(settings.confirm_wait_s),
         "SCIM_BRIDGE_ADAPTER": "memory",
     }
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "api.app:get_app()", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--log-level", "warning"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "api.app:get_app()",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "8",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).parent.parent,
     )
     import httpx
 

@@ -54,7 +54,10 @@ def test_a_put_that_only_flips_active_reaches_the_adapter_as_a_deactivation(clie
     assert response.status_code == 200, response.text
     assert response.json["active"] is False
     wait_until(lambda: ("deactivate_user", "u1") in legacy.adapter.calls)
-    assert [c for c in legacy.adapter.calls if c[1] == "u1"] == [("create_user", "u1"), ("deactivate_user", "u1")]
+    assert [c for c in legacy.adapter.calls if c[1] == "u1"] == [
+        ("create_user", "u1"),
+        ("deactivate_user", "u1"),
+    ]
 
 
 def test_duplicate_user_name_is_409_uniqueness_case_insensitively(client, legacy):
@@ -64,7 +67,9 @@ def test_duplicate_user_name_is_409_uniqueness_case_insensitively(client, legacy
     assert again.json["scimType"] == "uniqueness"
 
 
-def test_a_legacy_refusal_within_the_confirmation_time_is_a_400_with_the_legacy_message(client, legacy):
+def test_a_legacy_refusal_within_the_confirmation_time_is_a_400_with_the_legacy_message(
+    client, legacy
+):
     legacy.adapter.refuse["refused@example.com"] = "department 'Nowhere' does not exist"
     refused = client.simulate_post(USERS, json=user_body("refused@example.com"))
     assert refused.status_code == 400
@@ -75,36 +80,57 @@ def test_a_legacy_refusal_within_the_confirmation_time_is_a_400_with_the_legacy_
 
 
 def test_filter_paging_and_projection(client, legacy):
-    ids = [client.simulate_post(USERS, json=user_body(f"user{i}@example.com")).json["id"] for i in range(7)]
+    ids = [
+        client.simulate_post(USERS, json=user_body(f"user{i}@example.com")).json["id"]
+        for i in range(7)
+    ]
     page = client.simulate_get(USERS, params={"startIndex": "3", "count": "2"}).json
     assert page["totalResults"] == 7 and page["startIndex"] == 3 and page["itemsPerPage"] == 2
     assert [r["id"] for r in page["Resources"]] == ids[2:4]
     found = client.simulate_get(USERS, params={"filter": 'userName eq "USER3@example.com"'}).json
     assert [r["id"] for r in found["Resources"]] == [ids[3]]
-    either = client.simulate_get(USERS, params={"filter": 'userName eq "user1@example.com" or emails.value eq "user5@example.com"'}).json
+    either = client.simulate_get(
+        USERS,
+        params={"filter": 'userName eq "user1@example.com" or emails.value eq "user5@example.com"'},
+    ).json
     assert [r["id"] for r in either["Resources"]] == [ids[1], ids[5]]
-    scanned = client.simulate_get(USERS, params={"filter": 'userName sw "user" and not (userName ew "2@example.com")'}).json
+    scanned = client.simulate_get(
+        USERS, params={"filter": 'userName sw "user" and not (userName ew "2@example.com")'}
+    ).json
     assert scanned["totalResults"] == 6
     projected = client.simulate_get(f"{USERS}/{ids[0]}", params={"attributes": "userName"}).json
     assert set(projected) == {"schemas", "id", "userName"}
-    bad = client.simulate_get(USERS, params={"filter": 'userName eq'})
+    bad = client.simulate_get(USERS, params={"filter": "userName eq"})
     assert bad.status_code == 400 and bad.json["scimType"] == "invalidFilter"
 
 
 def test_patch_okta_and_entra_shapes(client, legacy):
     rid = client.simulate_post(USERS, json=user_body()).json["id"]
-    okta = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "value": {"active": False}}]}
+    okta = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": False}}],
+    }
     response = client.simulate_patch(f"{USERS}/{rid}", json=okta)
     assert response.status_code == 200, response.text
     assert response.json["active"] is False
-    entra = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
-        {"op": "Replace", "value": {"active": "True"}},
-        {"op": "replace", "path": 'emails[type eq "work"].value', "value": "new@example.com"}]}
+    entra = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "Replace", "value": {"active": "True"}},
+            {"op": "replace", "path": 'emails[type eq "work"].value', "value": "new@example.com"},
+        ],
+    }
     response = client.simulate_patch(f"{USERS}/{rid}", json=entra)
     assert response.status_code == 200, response.text
     assert response.json["active"] is True
     assert response.json["emails"][0]["value"] == "new@example.com"
-    bad = client.simulate_patch(f"{USERS}/{rid}", json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "nosuch", "value": 1}]})
+    bad = client.simulate_patch(
+        f"{USERS}/{rid}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "nosuch", "value": 1}],
+        },
+    )
     assert bad.status_code == 400 and bad.json["scimType"] in ("invalidPath", "noTarget")
 
 
@@ -119,12 +145,22 @@ def test_if_match_mismatch_is_412(client, legacy):
 def test_bad_input_gets_a_scim_error_and_writes_nothing(client, legacy, store):
     cases = [
         (b"{not json", "invalidSyntax"),
-        (json.dumps({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "name": {"givenName": "x"}}).encode(), None),
+        (
+            json.dumps(
+                {
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "name": {"givenName": "x"},
+                }
+            ).encode(),
+            None,
+        ),
         (json.dumps(user_body(bogus=1)).encode(), None),
         (json.dumps(user_body(active="maybe")).encode(), None),
     ]
     for body, scim_type in cases:
-        response = client.simulate_post(USERS, body=body, headers={"Content-Type": "application/scim+json"})
+        response = client.simulate_post(
+            USERS, body=body, headers={"Content-Type": "application/scim+json"}
+        )
         assert response.status_code == 400, (body, response.text)
         assert response.json["status"] == "400"
         assert response.json["detail"]

@@ -14,8 +14,7 @@ import socket
 import threading
 from typing import Any
 
-from celery import Celery
-from celery import bootsteps
+from celery import Celery, bootsteps
 
 from workers.runtime import AdapterFactory, Runtime
 from workers.settings import Settings
@@ -75,8 +74,8 @@ def _heartbeat_while_running(app: Celery, runtime: Runtime) -> None:
     A consumer bootstep, so it runs in every kind of worker (the CLI's and the test kit's).
     """
 
-    class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
-        requires = {"celery.worker.consumer.tasks:Tasks"}
+    class Heartbeat(bootsteps.StartStopStep):
+        requires = ("celery.worker.consumer.tasks:Tasks",)
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)

@@ -63,7 +63,5 @@ def password_matches(password: str, stored: str | None) -> bool:
     if not stored or not stored.startswith("scrypt$"):
         return False
     _, salt_b64, digest_b64 = stored.split("$")
-    digest = hashlib.scrypt(
-        password.encode(), salt=base64.b64decode(salt_b64), dklen=32, **_SCRYPT
-    )
+    digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt_b64), dklen=32, **_SCRYPT)
     return hmac.compare_digest(digest, base64.b64decode(digest_b64))

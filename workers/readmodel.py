@@ -242,7 +242,9 @@ def dumps(doc: Mapping[str, Any]) -> str:
 class ReadModel:
     """Typed access to scim-bridge's Redis keys. Safe to share between threads."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "sb", *, wait_client: redis.Redis | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str = "sb", *, wait_client: redis.Redis | None = None
+    ) -> None:
         self.redis = client
         self._wait_redis = wait_client or client
         self.prefix = prefix
@@ -337,7 +339,9 @@ class ReadModel:
     def find_unique(self, kind: Kind, attribute: str, value: str) -> str | None:
         """The id holding a unique value, or None."""
         folded = UNIQUE_ATTRIBUTES[kind][attribute]
-        owner = self.redis.hget(self._ix(kind, attribute), normalise(value, folded))
+        owner = cast(
+            bytes | None, self.redis.hget(self._ix(kind, attribute), normalise(value, folded))
+        )
         return owner.decode() if owner else None
 
     def find_multi(self, kind: Kind, attribute: str, value: str) -> set[str]:
@@ -347,7 +351,7 @@ class ReadModel:
 
     def count(self, kind: Kind) -> int:
         """How many live resources of a kind exist."""
-        return cast(int, self.redis.zcard(self._order(kind)))
+        return self.redis.zcard(self._order(kind))
 
     def page_ids(self, kind: Kind, offset: int, count: int) -> list[str]:
         """Ids in creation order, ``count`` of them from 0-based ``offset``."""
@@ -383,7 +387,7 @@ class ReadModel:
         unique = list(dict.fromkeys(ids))
         if not unique:
             return []
-        scores = cast(list[float | None], self.redis.zmscore(self._order(kind), unique))
+        scores = self.redis.zmscore(self._order(kind), unique)
         ranked = [(s, i) for s, i in zip(scores, unique, strict=True) if s is not None]
         ranked.sort()
         return [i for _, i in ranked]
@@ -409,12 +413,8 @@ class ReadModel:
         ``rollback``, the new state is the applied one: not dirty, sync state ``failed``.
         """
         old_unique, new_unique = unique_values(kind, previous), unique_values(kind, doc)
-        claims = [
-            [self._ix(kind, a), v] for a, v in new_unique.items() if old_unique.get(a) != v
-        ]
-        releases = [
-            [self._ix(kind, a), v] for a, v in old_unique.items() if new_unique.get(a) != v
-        ]
+        claims = [[self._ix(kind, a), v] for a, v in new_unique.items() if old_unique.get(a) != v]
+        releases = [[self._ix(kind, a), v] for a, v in old_unique.items() if new_unique.get(a) != v]
         old_multi, new_multi = multi_values(kind, previous), multi_values(kind, doc)
         adds = [self._mv(kind, a, v) for a, v in new_multi - old_multi]
         removes = [self._mv(kind, a, v) for a, v in old_multi - new_multi]
@@ -450,11 +450,19 @@ class ReadModel:
 
     def purge(self, kind: Kind, rid: str, snapshot: Snapshot) -> bool:
         """Remove a resource entirely (a create the legacy application refused)."""
-        releases = [[self._ix(kind, a), v] for a, v in unique_values(kind, snapshot.desired).items()]
+        releases = [
+            [self._ix(kind, a), v] for a, v in unique_values(kind, snapshot.desired).items()
+        ]
         removes = [self._mv(kind, a, v) for a, v in multi_values(kind, snapshot.desired)]
         result = self._purge(
             keys=[self._h(kind, rid), self._order(kind), self._mod(kind), self.dirty_key],
-            args=[rid, snapshot.version, self.member(kind, rid), json.dumps(releases), json.dumps(removes)],
+            args=[
+                rid,
+                snapshot.version,
+                self.member(kind, rid),
+                json.dumps(releases),
+                json.dumps(removes),
+            ],
         )
         return bool(result == b"purged")
 
@@ -506,17 +514,20 @@ class ReadModel:
     def dirty_before(self, cutoff: float, limit: int = 1000) -> list[tuple[Kind, str]]:
         """Dirty resources whose last task is older than ``cutoff`` (presumed lost)."""
         members = cast(
-            list[bytes], self.redis.zrangebyscore(self.dirty_key, "-inf", cutoff, start=0, num=limit)
+            list[bytes],
+            self.redis.zrangebyscore(self.dirty_key, "-inf", cutoff, start=0, num=limit),
         )
         return [self.parse_member(m) for m in members]
 
     def backlog(self) -> int:
         """How many resources have unfinished changes."""
-        return cast(int, self.redis.zcard(self.dirty_key))
+        return self.redis.zcard(self.dirty_key)
 
     def oldest_dirty(self) -> tuple[str, float] | None:
         """The dirty member with the oldest mark, and its score."""
-        found = cast(list[tuple[bytes, float]], self.redis.zrange(self.dirty_key, 0, 0, withscores=True))
+        found = cast(
+            list[tuple[bytes, float]], self.redis.zrange(self.dirty_key, 0, 0, withscores=True)
+        )
         return (found[0][0].decode(), found[0][1]) if found else None
 
     # Locks --------------------------------------------------------------------------------------
@@ -578,5 +589,7 @@ class ReadModel:
         values = cast(list[bytes | None], self.redis.mget(keys))
         prefix_len = len(f"{self.prefix}:worker:")
         return {
-            k.decode()[prefix_len:]: int(v) for k, v in zip(keys, values, strict=True) if v is not None
+            k.decode()[prefix_len:]: int(v)
+            for k, v in zip(keys, values, strict=True)
+            if v is not None
         }

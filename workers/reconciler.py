@@ -66,7 +66,10 @@ def member_ids(doc: Mapping[str, Any] | None) -> list[str]:
 
 def now_iso() -> str:
     """The current instant as SCIM writes it (UTC, milliseconds)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{datetime.now(UTC).microsecond // 1000:03d}Z"
+    return (
+        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{datetime.now(UTC).microsecond // 1000:03d}Z"
+    )
 
 
 class Reconciler:
@@ -165,8 +168,10 @@ class Reconciler:
         password = self._pending_password(snap)
         if key is None:
             key = adapter.create_user(
-                snap.id, profile(desired) | {"active": desired.get("active", True)},
-                password=password, deadline=deadline,
+                snap.id,
+                profile(desired) | {"active": desired.get("active", True)},
+                password=password,
+                deadline=deadline,
             )
             operations.append("create")
             return key, hash_password(password) if password is not None else None
@@ -217,7 +222,9 @@ class Reconciler:
             key = adapter.create_group(snap.id, profile(desired), deadline=deadline)
             operations.append("create")
         elif profile(desired) != profile(applied):
-            adapter.update_group(key, profile(desired), previous=profile(applied), deadline=deadline)
+            adapter.update_group(
+                key, profile(desired), previous=profile(applied), deadline=deadline
+            )
             operations.append("update")
         if add_keys:
             adapter.add_members(key, add_keys, deadline=deadline)
@@ -236,7 +243,9 @@ class Reconciler:
             if user.legacy_key is not None:
                 keys.append(user.legacy_key)
             elif require and user.exists and not user.deleted:
-                raise TransientError(f"member {user_id} is not created in the legacy application yet")
+                raise TransientError(
+                    f"member {user_id} is not created in the legacy application yet"
+                )
         return keys
 
     def give_up(self, kind: Kind, rid: str, reason: str) -> None:
@@ -254,10 +263,15 @@ class Reconciler:
     # Failure ------------------------------------------------------------------------------------
     def _fail(self, snap: Snapshot, exc: PermanentError, operations: list[str]) -> None:
         """Dead-letter the change and roll the read model back to the applied state."""
-        operation = "delete" if snap.deleted else ("create" if snap.legacy_key is None else "update")
+        operation = (
+            "delete" if snap.deleted else ("create" if snap.legacy_key is None else "update")
+        )
         log.warning(
             "legacy application refused %s of %s %s: %s",
-            operation, snap.kind.resource_type, snap.id, exc.message,
+            operation,
+            snap.kind.resource_type,
+            snap.id,
+            exc.message,
         )
         self.store.dead_letter(
             snap.kind,
@@ -283,19 +297,30 @@ class Reconciler:
                 meta.update(lastModified=now_iso(), version=f'W/"{snap.version + 1}"')
                 restored["meta"] = meta
                 self.store.write_desired(
-                    snap.kind, snap.id, restored,
-                    previous=snap.desired, expected_version=snap.version,
-                    last_modified=time.time(), rollback=True,
+                    snap.kind,
+                    snap.id,
+                    restored,
+                    previous=snap.desired,
+                    expected_version=snap.version,
+                    last_modified=time.time(),
+                    rollback=True,
                 )
         except VersionConflict:
             pass  # a newer desired state arrived; it is reconciled on its own
         except UniquenessConflict as conflict:
             # Only after a refused delete: another resource took the name meanwhile.
-            log.error("cannot restore %s %s: %s is taken", snap.kind.resource_type, snap.id, conflict)
+            log.error(
+                "cannot restore %s %s: %s is taken", snap.kind.resource_type, snap.id, conflict
+            )
         self.store.publish_outcomes(
             snap.kind,
             snap.id,
             range(snap.applied_version + 1, snap.version + 1),
-            Outcome("failed", snap.version, exc.message, "uniqueness" if isinstance(exc, ConflictError) else None),
+            Outcome(
+                "failed",
+                snap.version,
+                exc.message,
+                "uniqueness" if isinstance(exc, ConflictError) else None,
+            ),
         )
         operations.append(f"failed:{operation}")

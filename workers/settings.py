@@ -8,6 +8,7 @@ combination is a start-up error that says what to change.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -152,7 +153,7 @@ class Settings(BaseSettings):
             ("lock TTL", self.lock_ttl_s),
             ("visibility timeout", self.visibility_timeout_s),
         ]
-        for (low_name, low), (high_name, high) in zip(chain, chain[1:], strict=False):
+        for (low_name, low), (high_name, high) in itertools.pairwise(chain):
             if not low < high:
                 problems.append(
                     f"{low_name} ({low:g} s) must be below {high_name} ({high:g} s): "

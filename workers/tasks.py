@@ -27,7 +27,7 @@ log = logging.getLogger("scim_bridge.tasks")
 
 def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     """Exponential backoff with jitter: between half and all of ``base * 2**attempt``, capped."""
-    ceiling = min(max_s, base_s * (2**attempt))
+    ceiling = min(max_s, base_s * 2.0**attempt)
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -48,13 +48,15 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
                     resource_kind, rid, f"{exc.reason} (gave up after {attempt + 1} attempts)"
                 )
                 return "failed"
-            countdown = backoff_s(attempt, settings.retry_backoff_base_s, settings.retry_backoff_max_s)
+            countdown = backoff_s(
+                attempt, settings.retry_backoff_base_s, settings.retry_backoff_max_s
+            )
             # The dirty mark's score moves past the retry, so the sweeper leaves it alone.
             runtime.store.touch_dirty(resource_kind, rid, time.time() + countdown)
             log.info("retrying %s %s in %.1fs: %s", kind, rid, countdown, exc.reason)
             raise self.retry(countdown=countdown, exc=exc) from None
         if result.status == "requeue":
-            reconcile.apply_async(args=[kind, rid])
+            reconcile.apply_async(args=(kind, rid))
         return result.status
 
     @app.task(name=SWEEP)
@@ -64,7 +66,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         lost = runtime.store.dirty_before(now - settings.sweep_grace_s)
         for kind, rid in lost:
             runtime.store.touch_dirty(kind, rid, now)
-            reconcile.apply_async(args=[kind.value, rid])
+            reconcile.apply_async(args=(kind.value, rid))
         if lost:
             log.warning("re-published %d dirty resources whose task was lost", len(lost))
         return len(lost)

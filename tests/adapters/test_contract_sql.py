@@ -27,6 +27,14 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def legacy_db(sqlite_url: str) -> Iterator[Engine]:
+    """The SQLite file as the legacy application itself (or an operator) sees it."""
+    engine = create_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def sql_adapter(sqlite_url: str) -> Iterator[SqlAdapter]:
     adapter = SqlAdapter.from_options({"url": sqlite_url})
     yield adapter
@@ -62,9 +70,11 @@ class TestSqlAdapterOnPostgresql(AdapterContract):
         adapter.metadata.drop_all(postgres_engine)
 
 
-def test_the_tables_have_the_documented_names_and_columns(sql_adapter: SqlAdapter) -> None:
+def test_the_tables_have_the_documented_names_and_columns(
+    sql_adapter: SqlAdapter, legacy_db: Engine
+) -> None:
     sql_adapter.get_user("1", deadline=budget())  # the first call creates the tables
-    inspector = inspect(create_engine(sql_adapter._engine.url))
+    inspector = inspect(legacy_db)
     assert {"legacy_users", "legacy_groups", "legacy_memberships"} <= set(
         inspector.get_table_names()
     )
@@ -89,11 +99,11 @@ def test_the_tables_have_the_documented_names_and_columns(sql_adapter: SqlAdapte
     ]
 
 
-def test_the_table_prefix_option_names_the_tables(sqlite_url: str) -> None:
+def test_the_table_prefix_option_names_the_tables(legacy_db: Engine) -> None:
     adapter = SqlAdapter.from_options({"url": sqlite_url, "table_prefix": "acme_"})
     adapter.create_user("id-ada", user_document("ada"), password=None, deadline=budget())
     assert {"acme_users", "acme_groups", "acme_memberships"} <= set(
-        inspect(create_engine(sqlite_url)).get_table_names()
+        inspect(legacy_db).get_table_names()
     )
     adapter.close()
 
@@ -104,7 +114,7 @@ def test_a_table_prefix_that_is_not_an_identifier_is_refused(sqlite_url: str) ->
 
 
 def test_only_a_salted_hash_of_the_password_is_stored(
-    sql_adapter: SqlAdapter, sqlite_url: str
+    sql_adapter: SqlAdapter, legacy_db: Engine
 ) -> None:
     ada = sql_adapter.create_user(
         "id-ada", user_document("ada"), password=PASSWORD, deadline=budget()
@@ -113,9 +123,10 @@ def test_only_a_salted_hash_of_the_password_is_stored(
         "id-grace", user_document("grace"), password=None, deadline=budget()
     )
     sql_adapter.set_password(grace, PASSWORD, deadline=budget())
-    with create_engine(sqlite_url).connect() as connection:
-        rows = dict(connection.execute(text("SELECT id, password_hash FROM legacy_users")).all())
-        dump = "\n".join(connection.connection.iterdump())  # type: ignore[attr-defined]
+    with legacy_db.connect() as connection:
+        result = connection.execute(text("SELECT id, password_hash FROM legacy_users"))
+        rows: dict[int, str] = {row.id: row.password_hash for row in result}
+        dump = "\n".join(connection.connection.iterdump())
     assert PASSWORD not in dump
     hashes = [rows[int(ada)], rows[int(grace)]]
     assert hashes[0] != hashes[1]  # one salt per hash
@@ -179,10 +190,10 @@ def test_a_user_without_user_name_is_permanent(sql_adapter: SqlAdapter) -> None:
 
 
 def test_a_change_made_in_the_legacy_columns_shows_in_the_record(
-    sql_adapter: SqlAdapter, sqlite_url: str
+    sql_adapter: SqlAdapter, legacy_db: Engine
 ) -> None:
     key = sql_adapter.create_user("id-ada", user_document("ada"), password=None, deadline=budget())
-    with create_engine(sqlite_url).begin() as connection:
+    with legacy_db.begin() as connection:
         connection.execute(
             text("UPDATE legacy_users SET email = 'countess@example.org', given_name = 'Augusta'")
         )
@@ -194,10 +205,10 @@ def test_a_change_made_in_the_legacy_columns_shows_in_the_record(
 
 
 def test_a_row_the_legacy_application_created_itself_is_listed(
-    sql_adapter: SqlAdapter, sqlite_url: str
+    sql_adapter: SqlAdapter, legacy_db: Engine
 ) -> None:
     sql_adapter.get_user("1", deadline=budget())
-    with create_engine(sqlite_url).begin() as connection:
+    with legacy_db.begin() as connection:
         connection.execute(
             text(
                 "INSERT INTO legacy_users (user_name, email, active, created_at, updated_at)"
@@ -241,9 +252,9 @@ def test_an_unreachable_database_is_a_transient_error() -> None:
 
 
 def test_a_table_that_does_not_match_is_a_permanent_error(
-    sqlite_url: str,
+    legacy_db: Engine,
 ) -> None:
-    with create_engine(sqlite_url).begin() as connection:
+    with legacy_db.begin() as connection:
         connection.execute(text("CREATE TABLE legacy_users (id INTEGER PRIMARY KEY, login TEXT)"))
     adapter = SqlAdapter.from_options({"url": sqlite_url})
     with pytest.raises(PermanentError, match="no such column"):
@@ -310,11 +321,12 @@ def test_every_provisioning_function_is_declared(sql_adapter: SqlAdapter) -> Non
 def test_a_lock_held_past_the_deadline_is_a_transient_error_on_postgresql(
     postgres_engine: Engine,
 ) -> None:
-    adapter = SqlAdapter(postgres_engine, table_prefix=f"t{uuid.uuid4().hex[:12]}_")
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    adapter = SqlAdapter(postgres_engine, table_prefix=prefix)
     try:
         adapter.create_user("id-ada", user_document("ada"), password=None, deadline=budget())
         with postgres_engine.begin() as blocker:
-            blocker.execute(text(f"LOCK TABLE {adapter._users.name} IN ACCESS EXCLUSIVE MODE"))
+            blocker.execute(text(f"LOCK TABLE {prefix}users IN ACCESS EXCLUSIVE MODE"))
             started = time.monotonic()
             with pytest.raises(TransientError, match="unavailable"):
                 adapter.get_user("1", deadline=Deadline.after(0.3))
@@ -338,7 +350,9 @@ def test_concurrent_deliveries_of_one_create_leave_one_row_on_postgresql(
         start.wait()
         try:
             keys.append(
-                adapter.create_user("id-ada", user_document("ada"), password=None, deadline=budget())
+                adapter.create_user(
+                    "id-ada", user_document("ada"), password=None, deadline=budget()
+                )
             )
         except BaseException as exc:
             errors.append(exc)

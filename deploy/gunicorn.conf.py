@@ -1,0 +1,97 @@
+"""Gunicorn configuration for the scim-bridge api.
+
+    gunicorn --config deploy/gunicorn.conf.py 'api.app:get_app()'
+
+Every value can be changed from the environment, so the same file serves systemd, the container
+image and Kubernetes. Only process-level knobs live here; everything the application itself reads
+is a ``SCIM_BRIDGE_*`` setting in workers/settings.py, validated at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+def _cores() -> int:
+    # The CPUs this process may run on, not the machine's. In a container with a CPU limit both
+    # numbers are the node's: set SCIM_BRIDGE_API_WORKERS to match the limit instead.
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# Okta's "Timeout for API calls": no request may take longer (DESIGN.md §5). Read the same
+# variable as the application so the two cannot disagree.
+_budget_s = _env_float("SCIM_BRIDGE_TIMEOUT_BUDGET_S", 30.0)
+
+# Binding ------------------------------------------------------------------------------------
+# Plain HTTP: TLS is terminated by the reverse proxy in front (see deploy/README.md). On a host
+# where the proxy runs beside gunicorn, set SCIM_BRIDGE_HOST=127.0.0.1 so only it can connect.
+bind = f"{os.environ.get('SCIM_BRIDGE_HOST', '0.0.0.0')}:{_env_int('SCIM_BRIDGE_PORT', 8080)}"  # noqa: S104
+
+# Workers ------------------------------------------------------------------------------------
+# gthread: a write may wait up to SCIM_BRIDGE_CONFIRM_WAIT_S for the legacy application's
+# confirmation. With threads, that wait holds one thread, not the whole process, so reads (the
+# bulk of the Okta agent's traffic, imports especially) keep being served meanwhile.
+worker_class = "gthread"
+# The api is CPU-bound (JSON, schema validation, filters) and stateless: processes give CPU
+# parallelism that threads cannot under the GIL.
+workers = _env_int("SCIM_BRIDGE_API_WORKERS", 2 * _cores())
+# Threads are cheap and mostly wait (on Redis, or on a confirmation): enough of them that a burst
+# of waiting writes never starves the reads.
+threads = _env_int("SCIM_BRIDGE_API_THREADS", 16)
+
+# No connections before fork: each worker process builds its own Redis pool and Celery producer in
+# get_app(). A pool created in the master and inherited by the children would share sockets
+# between processes and interleave their replies.
+preload_app = False
+
+# The heartbeat file lives in memory: on a container's overlay or a read-only root filesystem a
+# disk-backed /tmp can block the heartbeat and get healthy workers killed.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# Timeouts -----------------------------------------------------------------------------------
+# A worker silent for longer than this is killed and restarted. Every request ends within the
+# budget, so anything past it plus a margin is a stuck process, never a slow request.
+timeout = int(_budget_s) + 10
+# On SIGTERM (deploy, scale-in), requests in flight get the whole budget to finish: a write
+# already accepted answers its client instead of being cut off mid-response.
+graceful_timeout = int(_budget_s) + 5
+# Idle keep-alive connections stay open longer than the reverse proxy's upstream idle timeout
+# (nginx's keepalive_timeout is 60 s), so the proxy closes them first and no request is sent on a
+# connection gunicorn is closing. gthread parks idle connections in its poller, not in a thread.
+keepalive = _env_int("SCIM_BRIDGE_API_KEEPALIVE_S", 75)
+
+# Restarts -----------------------------------------------------------------------------------
+# Recycle each worker after a number of requests to bound slow memory growth; the jitter staggers
+# the restarts so the workers never all restart together.
+max_requests = _env_int("SCIM_BRIDGE_API_MAX_REQUESTS", 10000)
+max_requests_jitter = max(1, max_requests // 10) if max_requests else 0
+
+# Logging ------------------------------------------------------------------------------------
+# To stdout/stderr: journald, the container runtime or Kubernetes collect them.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("SCIM_BRIDGE_LOG_LEVEL", "INFO").lower()
+# Request time in milliseconds (%(M)s) next to status and size: the number to watch against the
+# budget. The X-Request-ID header, when the proxy sets one, ties the line to the application logs.
+access_log_format = (
+    '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}i)s agent="%(a)s"'
+)
+
+# Behind a proxy ------------------------------------------------------------------------------
+# X-Forwarded-For/-Proto are trusted only from the addresses in FORWARDED_ALLOW_IPS (gunicorn's
+# own variable, default 127.0.0.1,::1: a proxy on the same host). Set it to the proxy's address
+# when the proxy runs elsewhere.
