@@ -99,7 +99,7 @@ def test_the_tables_have_the_documented_names_and_columns(
     ]
 
 
-def test_the_table_prefix_option_names_the_tables(legacy_db: Engine) -> None:
+def test_the_table_prefix_option_names_the_tables(sqlite_url: str, legacy_db: Engine) -> None:
     adapter = SqlAdapter.from_options({"url": sqlite_url, "table_prefix": "acme_"})
     adapter.create_user("id-ada", user_document("ada"), password=None, deadline=budget())
     assert {"acme_users", "acme_groups", "acme_memberships"} <= set(
@@ -252,7 +252,7 @@ def test_an_unreachable_database_is_a_transient_error() -> None:
 
 
 def test_a_table_that_does_not_match_is_a_permanent_error(
-    legacy_db: Engine,
+    sqlite_url: str, legacy_db: Engine
 ) -> None:
     with legacy_db.begin() as connection:
         connection.execute(text("CREATE TABLE legacy_users (id INTEGER PRIMARY KEY, login TEXT)"))
