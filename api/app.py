@@ -13,14 +13,16 @@ import falcon
 from api import errors
 from api.auth import Authenticator
 from api.capacity import BacklogEstimate
-from api.discovery import Document, Listed, resource_types, schemas, service_provider_config
+from api.dialects import SCIM_1, SCIM_2
+from api.discovery import Listed, ProviderConfig, resource_types, schema_documents
 from api.health import Health, Metrics, Readiness
 from api.reads import ReadService
-from api.resources import Collection, Endpoint, Item
+from api.resources import Collection, Endpoint, Item, RootSearch
+from api.schemas import build_schemas
 from api.writes import WriteService
 from workers.readmodel import Kind, ReadModel
 from workers.runtime import Runtime, password_vault
-from workers.settings import Settings, load_settings
+from workers.settings import Settings, SettingsError, load_settings
 from workers.tasks import RECONCILE
 
 log = logging.getLogger("scim_bridge.api")
@@ -45,8 +47,6 @@ def create_app(
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app for ``settings``, with its collaborators given (tests pass their own)."""
     if settings.accept_passwords and settings.password_key_bytes() is None:
-        from workers.settings import SettingsError
-
         raise SettingsError(
             "passwords are accepted but no key encrypts them: set SCIM_BRIDGE_PASSWORD_KEY or "
             "SCIM_BRIDGE_PASSWORD_KEY_FILE (or SCIM_BRIDGE_ACCEPT_PASSWORDS=false)"
@@ -56,32 +56,50 @@ def create_app(
     app.resp_options.default_media_type = "application/scim+json"
     errors.install(app)
 
-    reads = ReadService(store)
+    schemas = build_schemas(settings)
+    reads = ReadService(store, schemas)
     writes = WriteService(
         store,
         publish,
-        vault=password_vault(settings),
+        schemas,
+        vault=password_vault(settings) if settings.accept_passwords else None,
         confirm_wait_s=settings.confirm_wait_s,
         backlog=BacklogEstimate(store),
+        duplicate_create_updates=settings.duplicate_create == "update",
     )
-    prefix = "/scim/v2"
-    for kind in Kind:
-        endpoint = Endpoint(
-            kind,
-            reads,
-            writes,
-            max_body_bytes=settings.max_body_bytes,
-            default_count=settings.default_page_size,
-            max_count=settings.max_page_size,
-        )
-        app.add_route(f"{prefix}/{kind.endpoint}", Collection(endpoint))
-        app.add_route(f"{prefix}/{kind.endpoint}/{{rid}}", Item(endpoint))
-    app.add_route(f"{prefix}/ServiceProviderConfig", Document(service_provider_config(settings)))
-    types, described = Listed(resource_types()), Listed(schemas())
-    app.add_route(f"{prefix}/ResourceTypes", types)
-    app.add_route(f"{prefix}/ResourceTypes/{{member}}", types, suffix="member")
-    app.add_route(f"{prefix}/Schemas", described)
-    app.add_route(f"{prefix}/Schemas/{{member}}", described, suffix="member")
+    types, described = resource_types(schemas), schema_documents(schemas)
+    for prefix, dialect in (("/scim/v2", SCIM_2), ("/scim/v1", SCIM_1), ("/scim", SCIM_1)):
+        endpoints = {
+            kind: Endpoint(
+                kind,
+                dialect,
+                schemas,
+                reads,
+                writes,
+                max_body_bytes=settings.max_body_bytes,
+                default_count=settings.default_page_size,
+                max_count=settings.max_page_size,
+            )
+            for kind in Kind
+        }
+        for kind, endpoint in endpoints.items():
+            app.add_route(f"{prefix}/{kind.endpoint}", Collection(endpoint))
+            app.add_route(
+                f"{prefix}/{kind.endpoint}/.search", Collection(endpoint), suffix="search"
+            )
+            app.add_route(f"{prefix}/{kind.endpoint}/{{rid}}", Item(endpoint))
+        config = ProviderConfig(settings, store, dialect)
+        app.add_route(f"{prefix}/ServiceProviderConfig", config)
+        app.add_route(f"{prefix}/ServiceProviderConfigs", config)
+        listed_types, listed_schemas = Listed(types, dialect), Listed(described, dialect)
+        app.add_route(f"{prefix}/ResourceTypes", listed_types)
+        app.add_route(f"{prefix}/ResourceTypes/{{member}}", listed_types, suffix="member")
+        app.add_route(f"{prefix}/Schemas", listed_schemas)
+        app.add_route(f"{prefix}/Schemas/{{member}}", listed_schemas, suffix="member")
+        if dialect is SCIM_2:
+            app.add_route(
+                f"{prefix}/.search", RootSearch(endpoints[Kind.USER], endpoints[Kind.GROUP])
+            )
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(store))
     app.add_route("/metrics", Metrics(store))

@@ -265,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_beat = commands.add_parser("beat", help="run Celery beat (the sweeper); exactly one")
     p_beat.add_argument("--schedule", default="celerybeat-schedule")
     p_beat.add_argument("--loglevel", default="INFO")
+    from api import check
+
+    check.add_arguments(commands.add_parser("check", help=check.HELP, description=check.HELP))
     args = parser.parse_args(argv)
     if args.command == "dev":
         dev(args.port, args.data_dir)
@@ -274,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         worker(args.concurrency, args.loglevel)
     elif args.command == "beat":
         beat(args.schedule, args.loglevel)
+    elif args.command == "check":
+        raise SystemExit(check.run(args))
 
 
 if __name__ == "__main__":

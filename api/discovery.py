@@ -1,11 +1,15 @@
-"""Discovery endpoints (RFC 7644 §4): ServiceProviderConfig, ResourceTypes, Schemas.
+"""Discovery endpoints: ServiceProviderConfig(s), ResourceTypes, Schemas.
 
-Read-only: writes get 405 (Falcon answers that for missing responders, rendered as SCIM errors).
+The provisioning functions advertised to Okta (``urn:okta:schemas:scim:providerconfig:1.0``
+``userManagementCapabilities``) are exactly what the configured adapter declares: the workers
+record them in Redis (the api never imports adapter plugins). Writes get 405 (Falcon answers
+that for missing responders, rendered as SCIM errors).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import falcon
@@ -23,77 +27,112 @@ from scim2_models import (
     Sort,
 )
 
-from api.render import LIST_SCHEMA
-from api.schemas import MODELS
+from api.dialects import V1_CORE, Dialect
+from api.errors import ScimError
+from api.schemas import ScimSchemas
+from workers.readmodel import Kind, ReadModel
 from workers.settings import Settings
 
 SCIM_JSON = "application/scim+json"
+OKTA_PROVIDER_CONFIG = "urn:okta:schemas:scim:providerconfig:1.0"
 
 
 def _dump(model: Any) -> dict[str, Any]:
     return dict(model.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE))
 
 
-def authentication_schemes(settings: Settings) -> list[AuthenticationScheme]:
+def authentication_schemes(settings: Settings) -> list[dict[str, Any]]:
     """The configured scheme, as discovery advertises it."""
     if settings.auth_mode == "basic":
-        return [
-            AuthenticationScheme(
-                type=AuthenticationScheme.Type.httpbasic,
-                name="HTTP Basic",
-                description="HTTP Basic authentication",
-                primary=True,
+        scheme = AuthenticationScheme(
+            type=AuthenticationScheme.Type.httpbasic,
+            name="HTTP Basic",
+            description="HTTP Basic authentication with the connector's user name and password",
+            primary=True,
+        )
+    elif settings.auth_mode == "header":
+        scheme = AuthenticationScheme(
+            type=AuthenticationScheme.Type.oauthbearertoken,
+            name=f"HTTP header {settings.auth_header_name}",
+            description=f"A shared secret sent in the {settings.auth_header_name} header",
+            primary=True,
+        )
+    else:
+        return []
+    return [_dump(scheme)]
+
+
+def provider_config(settings: Settings, dialect: Dialect, functions: list[str]) -> dict[str, Any]:
+    """The ServiceProviderConfig of this deployment in a dialect, with Okta's capabilities."""
+    if dialect.name == "1.1":
+        # The shape the Okta agent's SCIM 1.1 SDK reads (okta-opp.md).
+        config: dict[str, Any] = {
+            "schemas": [V1_CORE, OKTA_PROVIDER_CONFIG],
+            "documentationUrl": "https://github.com/scim-bridge/scim-bridge#readme",
+            "patch": {"supported": False},
+            "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": True, "maxResults": settings.max_page_size},
+            "changePassword": {"supported": "PUSH_PASSWORD_UPDATES" in functions},
+            "sort": {"supported": False},
+            "etag": {"supported": False},
+            "authenticationSchemes": authentication_schemes(settings),
+        }
+    else:
+        config = _dump(
+            ServiceProviderConfig(
+                patch=Patch(supported=True),
+                bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
+                filter=Filter(supported=True, max_results=settings.max_page_size),
+                change_password=ChangePassword(supported="PUSH_PASSWORD_UPDATES" in functions),
+                sort=Sort(supported=True),
+                etag=ETag(supported=True),
             )
-        ]
-    if settings.auth_mode == "header":
-        return [
-            AuthenticationScheme(
-                type=AuthenticationScheme.Type.oauthbearertoken,
-                name=f"HTTP header {settings.auth_header_name}",
-                description=f"A secret value in the {settings.auth_header_name} header",
-                primary=True,
-            )
-        ]
-    return []
+        )
+        config["authenticationSchemes"] = authentication_schemes(settings)
+        config["schemas"] = [*config["schemas"], OKTA_PROVIDER_CONFIG]
+    config[OKTA_PROVIDER_CONFIG] = {"userManagementCapabilities": sorted(functions)}
+    return config
 
 
-def service_provider_config(settings: Settings) -> dict[str, Any]:
-    """RFC 7643 §5 ServiceProviderConfig of this deployment."""
-    config = ServiceProviderConfig(
-        patch=Patch(supported=True),
-        bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
-        filter=Filter(supported=True, max_results=settings.max_page_size),
-        change_password=ChangePassword(supported=True),
-        sort=Sort(supported=False),
-        etag=ETag(supported=True),
-        authentication_schemes=authentication_schemes(settings),
-    )
-    return _dump(config)
+class ProviderConfig:
+    """``/ServiceProviderConfig(s)``: computed from the capabilities the workers recorded."""
 
-
-class Document:
-    """A fixed JSON document (computed once at start-up)."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = json.dumps(body).encode()
+    def __init__(self, settings: Settings, store: ReadModel, dialect: Dialect) -> None:
+        self.settings = settings
+        self.store = store
+        self.dialect = dialect
+        self._cached: tuple[float, bytes] | None = None
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > 10:
+            functions = self.store.capabilities()
+            if functions is None:
+                raise ScimError(
+                    503,
+                    "no worker has reported what the legacy application supports yet: "
+                    "start `scim-bridge worker` and retry",
+                    Retry_After="5",
+                )
+            body = provider_config(self.settings, self.dialect, functions)
+            self._cached = (now, json.dumps(body).encode())
         resp.content_type = SCIM_JSON
-        resp.data = self.body
+        resp.data = self._cached[1]
 
 
 class Listed:
     """``/ResourceTypes`` or ``/Schemas``: a ListResponse, and each member by id."""
 
-    def __init__(self, members: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, members: dict[str, dict[str, Any]], dialect: Dialect) -> None:
         self.members = members
+        self.dialect = dialect
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = SCIM_JSON
         resources = list(self.members.values())
         resp.data = json.dumps(
             {
-                "schemas": [LIST_SCHEMA],
+                "schemas": [self.dialect.list_schema],
                 "totalResults": len(resources),
                 "startIndex": 1,
                 "itemsPerPage": len(resources),
@@ -108,20 +147,21 @@ class Listed:
         resp.data = json.dumps(self.members[member]).encode()
 
 
-def resource_types() -> dict[str, dict[str, Any]]:
+def resource_types(schemas: ScimSchemas) -> dict[str, dict[str, Any]]:
     """ResourceType documents of Users and Groups."""
     found = {}
-    for model in MODELS.values():
-        document = _dump(ResourceType.from_resource(model))
+    for kind in Kind:
+        document = _dump(ResourceType.from_resource(schemas.model(kind)))
         found[document["id"]] = document
     return found
 
 
-def schemas() -> dict[str, dict[str, Any]]:
-    """Schema documents of every served model and extension."""
+def schema_documents(schemas: ScimSchemas) -> dict[str, dict[str, Any]]:
+    """Schema documents of every served model and extension, Okta's custom ones included."""
     found: dict[str, dict[str, Any]] = {}
-    for model in MODELS.values():
-        for described in (model, *getattr(model, "get_extension_models", lambda: {})().values()):
+    for kind in Kind:
+        model = schemas.model(kind)
+        for described in (model, *schemas.extensions(kind).values()):
             document = _dump(described.to_schema())
             found[document["id"]] = document
     return found

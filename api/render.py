@@ -13,10 +13,14 @@ from typing import Any
 
 from scim2_models import Context, ResponseParameters
 
-from api.schemas import MODELS
+from api.dialects import Dialect
+from api.schemas import ScimSchemas
 from workers.readmodel import Kind
 
-LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+
+def compact(document: Any) -> bytes:
+    """Compact JSON bytes."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def with_location(raw: bytes, location: str) -> bytes:
@@ -30,32 +34,38 @@ def version_of(raw: bytes) -> str | None:
     if start < 0:
         return None
     end = raw.find(b'"}', start + 11)
-    return json.loads(b'"' + raw[start + 11 : end] + b'"') if end > 0 else None
+    value = json.loads(b'"' + raw[start + 11 : end] + b'"') if end > 0 else None
+    return value if isinstance(value, str) else None
 
 
-def project(kind: Kind, raw: bytes, attributes: Sequence[str], excluded: Sequence[str]) -> bytes:
+def project(
+    schemas: ScimSchemas,
+    kind: Kind,
+    raw: bytes,
+    dialect: Dialect,
+    attributes: Sequence[str],
+    excluded: Sequence[str],
+) -> bytes:
     """Apply ``attributes``/``excludedAttributes`` (RFC 7644 §3.9) to a rendered document."""
-    model = MODELS[kind].model_validate(json.loads(raw))
+    canonical = dialect.request(kind, json.loads(raw))
+    model = schemas.model(kind).model_validate(canonical)
     parameters: ResponseParameters[Any] = ResponseParameters.model_validate(
         {"attributes": list(attributes) or None, "excludedAttributes": list(excluded) or None}
     )
     dumped = model.model_dump(
         scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters
     )
-    return json.dumps(dumped, separators=(",", ":"), ensure_ascii=False).encode()
+    return compact(dialect.render(kind, dumped))
 
 
-def list_response(total: int, start_index: int, resources: Sequence[bytes]) -> bytes:
-    """A SCIM 2.0 ListResponse around already rendered resources."""
+def list_response(
+    dialect: Dialect, total: int, start_index: int, resources: Sequence[bytes]
+) -> bytes:
+    """A ListResponse around already rendered resources."""
     head: dict[str, Any] = {
-        "schemas": [LIST_SCHEMA],
+        "schemas": [dialect.list_schema],
         "totalResults": total,
         "startIndex": start_index,
         "itemsPerPage": len(resources),
     }
-    return (
-        json.dumps(head, separators=(",", ":"))[:-1].encode()
-        + b',"Resources":['
-        + b",".join(resources)
-        + b"]}"
-    )
+    return compact(head)[:-1] + b',"Resources":[' + b",".join(resources) + b"]}"

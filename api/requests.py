@@ -45,6 +45,8 @@ class Listing:
     filter: str | None
     attributes: Sequence[str]
     excluded_attributes: Sequence[str]
+    sort_by: str | None = None
+    descending: bool = False
 
 
 def _integer(req: falcon.Request, name: str, default: int) -> int:
@@ -83,4 +85,53 @@ def listing(
         text if text else None,
         _names(req, "attributes"),
         _names(req, "excludedAttributes"),
+        req.get_param("sortBy") or None,
+        _descending(req.get_param("sortOrder")),
+    )
+
+
+def _descending(order: str | None) -> bool:
+    if order is None or order == "" or order.lower() == "ascending":
+        return False
+    if order.lower() == "descending":
+        return True
+    raise ScimError(
+        400, f"sortOrder must be ascending or descending, not {order!r}", "invalidValue"
+    )
+
+
+SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+
+def search_listing(body: dict[str, Any], *, default_count: int, max_count: int) -> Listing:
+    """The parameters of a ``POST .search`` body (RFC 7644 §3.4.3)."""
+    if SEARCH_SCHEMA not in (body.get("schemas") or []):
+        raise ScimError(
+            400, f"a search request must list {SEARCH_SCHEMA} in schemas", "invalidSyntax"
+        )
+
+    def integer(name: str, default: int) -> int:
+        value = body.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScimError(400, f"{name} must be an integer, not {value!r}", "invalidValue")
+        return value
+
+    def names(name: str) -> list[str]:
+        value = body.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ScimError(400, f"{name} must be a list of attribute names", "invalidValue")
+        return value
+
+    text = body.get("filter")
+    if text is not None and not isinstance(text, str):
+        raise ScimError(400, "filter must be a string", "invalidFilter")
+    sort_by = body.get("sortBy")
+    return Listing(
+        max(1, integer("startIndex", 1)),
+        max(0, min(integer("count", default_count), max_count)),
+        text or None,
+        names("attributes"),
+        names("excludedAttributes"),
+        sort_by if isinstance(sort_by, str) and sort_by else None,
+        _descending(body.get("sortOrder")),
     )

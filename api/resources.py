@@ -1,24 +1,34 @@
-"""Falcon resources for ``/Users`` and ``/Groups``: read params, make one call, set ``resp``."""
+"""Falcon resources for ``/Users`` and ``/Groups``: read params, make one call, set ``resp``.
+
+One set of classes serves both dialects; the :class:`~api.dialects.Dialect` of the route
+translates request bodies to SCIM 2.0 and renders answers.
+"""
 
 from __future__ import annotations
 
 import falcon
+from scim2_models import InvalidFilterException
 
+from api.dialects import Dialect
+from api.errors import ScimError
 from api.reads import ReadService, parse_filter
-from api.render import list_response, project, version_of, with_location
-from api.requests import listing, read_json
+from api.render import compact, list_response, project, version_of, with_location
+from api.requests import Listing, listing, read_json, search_listing
+from api.schemas import ScimSchemas
 from api.writes import WriteService, Written
-from workers.readmodel import Kind, dumps
+from workers.readmodel import Kind
 
 SCIM_JSON = "application/scim+json"
 
 
 class Endpoint:
-    """What both resources of one kind share: the services, the limits, the rendering."""
+    """What both resources of one kind and dialect share."""
 
     def __init__(
         self,
         kind: Kind,
+        dialect: Dialect,
+        schemas: ScimSchemas,
         reads: ReadService,
         writes: WriteService,
         *,
@@ -27,38 +37,121 @@ class Endpoint:
         max_count: int,
     ) -> None:
         self.kind = kind
+        self.dialect = dialect
+        self.schemas = schemas
         self.reads = reads
         self.writes = writes
         self.max_body_bytes = max_body_bytes
         self.default_count = default_count
         self.max_count = max_count
 
+    def body(self, req: falcon.Request) -> dict[str, object]:
+        """The request body, translated to SCIM 2.0."""
+        return self.dialect.request(self.kind, read_json(req, self.max_body_bytes))
+
     def location(self, req: falcon.Request, rid: str) -> str:
         """The absolute URL of a resource, under the prefix the request came through."""
-        base = req.prefix + req.path[: req.path.index("/" + self.kind.endpoint)]
-        return f"{base}/{self.kind.endpoint}/{rid}"
+        marker = "/" + self.kind.endpoint
+        base = req.prefix + req.path[: req.path.index(marker)]
+        return f"{base}{marker}/{rid}"
 
-    def render(self, req: falcon.Request, raw: bytes, rid: str) -> bytes:
-        """A stored document as the response body, projected if the request asks."""
+    def render(
+        self,
+        req: falcon.Request,
+        raw: bytes,
+        rid: str,
+        listing: Listing | None = None,
+    ) -> bytes:
+        """A document in the dialect as the response body, projected if the request asks."""
         body = with_location(raw, self.location(req, rid))
-        attributes = [a for a in (req.get_param("attributes") or "").split(",") if a.strip()]
-        excluded = [a for a in (req.get_param("excludedAttributes") or "").split(",") if a.strip()]
-        if attributes or excluded:
-            body = project(self.kind, body, attributes, excluded)
+        if listing is None:
+            listing = Listing(
+                1, 0, None, _names(req, "attributes"), _names(req, "excludedAttributes")
+            )
+        if listing.attributes or listing.excluded_attributes:
+            body = project(
+                self.schemas,
+                self.kind,
+                body,
+                self.dialect,
+                listing.attributes,
+                listing.excluded_attributes,
+            )
         return body
+
+    def page(self, req: falcon.Request, params: Listing) -> tuple[int, list[bytes]]:
+        """The total and the rendered resources of one page."""
+        scim_filter = (
+            parse_filter(self.schemas, self.kind, params.filter) if params.filter else None
+        )
+        page = self.reads.page(
+            self.kind,
+            scim_filter,
+            params.start_index,
+            params.count,
+            self.dialect,
+            sort_by=params.sort_by,
+            descending=params.descending,
+        )
+        return page.total, [self.render(req, raw, _id_of(raw), params) for raw in page.documents]
 
     def respond_written(
         self, req: falcon.Request, resp: falcon.Response, written: Written, status: str
     ) -> None:
         """The answer to a create, replace or patch: the stored resource and its ETag."""
         assert written.document is not None
-        raw = dumps(written.document).encode()
-        resp.status = status
+        raw = compact(self.dialect.render(self.kind, written.document))
+        resp.status = falcon.HTTP_200 if written.existing else status
+        if written.accepted_async:
+            resp.status = falcon.HTTP_202
+            resp.set_header("Preference-Applied", "respond-async")
         resp.content_type = SCIM_JSON
         resp.data = self.render(req, raw, written.id)
         resp.set_header("ETag", written.document["meta"]["version"])
-        if status == falcon.HTTP_201:
+        if written.accepted_async or (status == falcon.HTTP_201 and not written.existing):
+            # For a 202, the resource itself is where the outcome shows (its sync header).
             resp.set_header("Location", self.location(req, written.id))
+        if not written.confirmed:
+            resp.set_header("X-SCIM-Bridge-Sync", "pending")
+
+
+class RootSearch:
+    """``POST /.search`` at the root: Users, then Groups, under one filter."""
+
+    def __init__(self, users: Endpoint, groups: Endpoint) -> None:
+        self.endpoints = (users, groups)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        first = self.endpoints[0]
+        params = search_listing(
+            read_json(req, first.max_body_bytes),
+            default_count=first.default_count,
+            max_count=first.max_count,
+        )
+        everything = Listing(
+            1,
+            first.max_count * 1000,
+            params.filter,
+            params.attributes,
+            params.excluded_attributes,
+            params.sort_by,
+            params.descending,
+        )
+        totals, resources, refused = 0, [], []
+        for ep in self.endpoints:
+            try:
+                total, rendered = ep.page(req, everything)
+            except InvalidFilterException as exc:
+                # An attribute only the other resource type has matches nothing here.
+                refused.append(exc)
+                continue
+            totals += total
+            resources.extend(rendered)
+        if len(refused) == len(self.endpoints):
+            raise refused[0]
+        window = resources[params.start_index - 1 : params.start_index - 1 + params.count]
+        resp.content_type = SCIM_JSON
+        resp.data = list_response(first.dialect, totals, params.start_index, window)
 
 
 class Collection:
@@ -70,17 +163,30 @@ class Collection:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         ep = self.endpoint
         params = listing(
-            req, default_count=ep.default_count, max_count=ep.max_count, strict_start=False
+            req,
+            default_count=ep.default_count,
+            max_count=ep.max_count,
+            strict_start=ep.dialect.strict_start_index,
         )
-        scim_filter = parse_filter(ep.kind, params.filter) if params.filter else None
-        page = ep.reads.page(ep.kind, scim_filter, params.start_index, params.count)
-        resources = [ep.render(req, raw, _id_of(raw)) for raw in page.documents]
+        total, resources = ep.page(req, params)
         resp.content_type = SCIM_JSON
-        resp.data = list_response(page.total, params.start_index, resources)
+        resp.data = list_response(ep.dialect, total, params.start_index, resources)
+
+    def on_post_search(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """``POST /Users/.search`` (RFC 7644 §3.4.3): a listing with its parameters in a body."""
+        ep = self.endpoint
+        params = search_listing(
+            read_json(req, ep.max_body_bytes),
+            default_count=ep.default_count,
+            max_count=ep.max_count,
+        )
+        total, resources = ep.page(req, params)
+        resp.content_type = SCIM_JSON
+        resp.data = list_response(ep.dialect, total, params.start_index, resources)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         ep = self.endpoint
-        written = ep.writes.create(ep.kind, read_json(req, ep.max_body_bytes))
+        written = ep.writes.create(ep.kind, ep.body(req), respond_async=_respond_async(req))
         ep.respond_written(req, resp, written, falcon.HTTP_201)
 
 
@@ -92,7 +198,7 @@ class Item:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         ep = self.endpoint
-        raw = ep.reads.get(ep.kind, rid)
+        raw = ep.reads.get(ep.kind, rid, ep.dialect)
         resp.content_type = SCIM_JSON
         resp.data = ep.render(req, raw, rid)
         version = version_of(raw)
@@ -102,21 +208,47 @@ class Item:
     def on_put(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         ep = self.endpoint
         written = ep.writes.replace(
-            ep.kind, rid, read_json(req, ep.max_body_bytes), req.get_header("If-Match")
+            ep.kind,
+            rid,
+            ep.body(req),
+            req.get_header("If-Match"),
+            respond_async=_respond_async(req),
         )
         ep.respond_written(req, resp, written, falcon.HTTP_200)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         ep = self.endpoint
+        if not ep.dialect.supports_patch:
+            raise ScimError(
+                405, "PATCH is not part of SCIM 1.1 here: send the whole resource with PUT"
+            )
         written = ep.writes.patch(
-            ep.kind, rid, read_json(req, ep.max_body_bytes), req.get_header("If-Match")
+            ep.kind,
+            rid,
+            read_json(req, ep.max_body_bytes),
+            req.get_header("If-Match"),
+            respond_async=_respond_async(req),
         )
         ep.respond_written(req, resp, written, falcon.HTTP_200)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         ep = self.endpoint
-        ep.writes.delete(ep.kind, rid, req.get_header("If-Match"))
+        written = ep.writes.delete(
+            ep.kind, rid, req.get_header("If-Match"), respond_async=_respond_async(req)
+        )
         resp.status = falcon.HTTP_204
+        if written.accepted_async:
+            resp.status = falcon.HTTP_202
+            resp.set_header("Preference-Applied", "respond-async")
+
+
+def _names(req: falcon.Request, name: str) -> list[str]:
+    return [a.strip() for a in (req.get_param(name) or "").split(",") if a.strip()]
+
+
+def _respond_async(req: falcon.Request) -> bool:
+    prefer = (req.get_header("Prefer") or "").lower()
+    return "respond-async" in prefer
 
 
 def _id_of(raw: bytes) -> str:

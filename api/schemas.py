@@ -1,22 +1,66 @@
 """The SCIM models scim-bridge serves, and how a validated model becomes a stored document.
 
-SCIM 2.0 is the canonical model (RFC 7643, validated with scim2-models); every stored document
-is its JSON with ``id`` after ``schemas`` and ``meta`` last, so the read path can add
-``meta.location`` without parsing (see :mod:`api.render`).
+SCIM 2.0 is the canonical model (RFC 7643, validated with scim2-models): Users with the
+enterprise extension and Okta's custom user extension ``urn:okta:{appName}:1.0:user:{schemaName}``
+(attributes and types from the settings), Groups with Okta's ``urn:okta:custom:group:1.0``
+(``description``). Every stored document is its JSON with ``id`` after ``schemas`` and ``meta``
+last, so the read path can add ``meta.location`` without parsing (see :mod:`api.render`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from scim2_models import Context, EnterpriseUser, Group, Resource, User
+from scim2_models import URN, Context, EnterpriseUser, Extension, Group, Resource, User
 
 from workers.readmodel import Kind
+from workers.settings import Settings
 
-UserModel = User[EnterpriseUser]
-GroupModel = Group
+OKTA_GROUP_URN = "urn:okta:custom:group:1.0"
+CUSTOM_TYPES: dict[str, type] = {"string": str, "boolean": bool, "integer": int, "double": float}
 
-MODELS: dict[Kind, type[Resource[Any]]] = {Kind.USER: UserModel, Kind.GROUP: GroupModel}
+
+def extension(class_name: str, urn: str, attributes: dict[str, type]) -> type[Extension]:
+    """A schema extension class with optional attributes of the given Python types."""
+    namespace: dict[str, Any] = {
+        "__schema__": URN(urn),
+        "__module__": __name__,
+        "__annotations__": {name: kind | None for name, kind in attributes.items()},
+        "__doc__": f"The {urn} schema extension.",
+    }
+    namespace.update(dict.fromkeys(attributes))
+    return type(class_name, (Extension,), namespace)
+
+
+@dataclass(frozen=True)
+class ScimSchemas:
+    """The resource models of one deployment (they depend on the Okta settings)."""
+
+    user: type[Resource[Any]]
+    group: type[Resource[Any]]
+    okta_user_urn: str
+
+    def model(self, kind: Kind) -> type[Resource[Any]]:
+        """The model of a resource kind."""
+        return self.user if kind is Kind.USER else self.group
+
+    def extensions(self, kind: Kind) -> dict[str, type[Extension]]:
+        """URN -> extension model, for a resource kind."""
+        return dict(self.model(kind).get_extension_models())
+
+
+def build_schemas(settings: Settings) -> ScimSchemas:
+    """The models for ``settings``."""
+    okta_user = extension(
+        "OktaCustomUser",
+        settings.okta_user_urn,
+        {name: CUSTOM_TYPES[kind] for name, kind in settings.okta_user_attributes.items()},
+    )
+    okta_group = extension("OktaCustomGroup", OKTA_GROUP_URN, {"description": str})
+    user: type[Resource[Any]] = User[EnterpriseUser | okta_user]  # type: ignore[valid-type]
+    group: type[Resource[Any]] = Group[okta_group]  # type: ignore[valid-type]
+    return ScimSchemas(user=user, group=group, okta_user_urn=settings.okta_user_urn)
 
 
 def canonical(
@@ -33,7 +77,7 @@ def canonical(
     dumped.pop("meta", None)
     dumped.pop("id", None)
     dumped.pop("groups", None)  # read-only: memberships change through /Groups
-    schemas = dumped.pop("schemas", None) or [str(MODELS[kind].__schema__)]
+    schemas = dumped.pop("schemas", None) or [str(type(model).__schema__)]
     doc: dict[str, Any] = {"schemas": schemas, "id": rid, **dumped}
     doc["meta"] = {
         "resourceType": kind.resource_type,

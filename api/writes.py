@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,8 +23,9 @@ from scim2_models import (
 )
 
 from api.capacity import BacklogEstimate
+from api.dialects import SCIM_1
 from api.errors import ScimError, from_validation
-from api.schemas import MODELS, canonical
+from api.schemas import ScimSchemas, canonical
 from workers.passwords import PasswordVault
 from workers.readmodel import (
     Kind,
@@ -50,6 +51,10 @@ class Written:
     document: dict[str, Any] | None
     version: int
     confirmed: bool
+    existing: bool = False
+    """A duplicate create answered by updating the existing resource."""
+    accepted_async: bool = False
+    """The client asked ``Prefer: respond-async``: answered 202 without waiting."""
 
 
 class WriteService:
@@ -59,31 +64,68 @@ class WriteService:
         self,
         store: ReadModel,
         publish: Publish,
+        schemas: ScimSchemas,
         *,
         vault: PasswordVault | None,
         confirm_wait_s: float,
         backlog: BacklogEstimate,
+        duplicate_create_updates: bool = False,
     ) -> None:
         self.store = store
+        self.schemas = schemas
+        self.duplicate_create_updates = duplicate_create_updates
         self.publish = publish
         self.vault = vault
         self.confirm_wait_s = confirm_wait_s
         self.backlog = backlog
 
     # Commands -----------------------------------------------------------------------------------
-    def create(self, kind: Kind, body: Mapping[str, Any]) -> Written:
-        """POST: a new resource with an id minted here."""
+    def create(
+        self, kind: Kind, body: Mapping[str, Any], *, respond_async: bool = False
+    ) -> Written:
+        """POST: a new resource with an id minted here.
+
+        With ``duplicate_create_updates``, a POST for an existing userName updates and returns
+        that user (Okta re-sends creates after re-assignment); otherwise it is 409.
+        """
         model = self._validate(kind, body, Context.RESOURCE_CREATION_REQUEST)
+        if self.duplicate_create_updates and kind is Kind.USER:
+            existing = self.store.find_unique(
+                kind, "userName", str(getattr(model, "user_name", ""))
+            )
+            if existing is not None:
+                return replace(
+                    self.replace(kind, existing, body, None, respond_async=respond_async),
+                    existing=True,
+                )
         password = self._take_password(model)
         rid = str(uuid.uuid4())
         now = now_iso()
         doc = canonical(kind, model, rid, created=now, last_modified=now, version=1)
         self._check_members(kind, doc)
-        version = self._store(kind, rid, doc, previous=None, expected=0, password=password)
-        return self._confirm(kind, rid, doc, version)
+        try:
+            version = self._store(kind, rid, doc, previous=None, expected=0, password=password)
+        except UniquenessException:
+            if not (self.duplicate_create_updates and kind is Kind.USER):
+                raise
+            # Lost a race with a concurrent create of the same userName: update that one.
+            existing = self.store.find_unique(kind, "userName", str(doc.get("userName", "")))
+            if existing is not None:
+                return replace(
+                    self.replace(kind, existing, body, None, respond_async=respond_async),
+                    existing=True,
+                )
+            raise
+        return self._confirm(kind, rid, doc, version, respond_async)
 
     def replace(
-        self, kind: Kind, rid: str, body: Mapping[str, Any], if_match: str | None
+        self,
+        kind: Kind,
+        rid: str,
+        body: Mapping[str, Any],
+        if_match: str | None,
+        *,
+        respond_async: bool = False,
     ) -> Written:
         """PUT: the body is the whole new resource."""
         model = self._validate(kind, body, Context.RESOURCE_REPLACEMENT_REQUEST)
@@ -98,20 +140,28 @@ class WriteService:
                 )
             except VersionConflict:
                 continue
-            return self._confirm(kind, rid, doc, version)
+            return self._confirm(kind, rid, doc, version, respond_async)
         raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
 
-    def patch(self, kind: Kind, rid: str, body: Mapping[str, Any], if_match: str | None) -> Written:
+    def patch(
+        self,
+        kind: Kind,
+        rid: str,
+        body: Mapping[str, Any],
+        if_match: str | None,
+        *,
+        respond_async: bool = False,
+    ) -> Written:
         """PATCH: operations applied to the current desired state (scim2-models does the work)."""
         try:
-            operations = PatchOp[MODELS[kind]].model_validate(  # type: ignore[valid-type]
+            operations = PatchOp[self.schemas.model(kind)].model_validate(  # type: ignore[valid-type]
                 body, scim_ctx=Context.RESOURCE_PATCH_REQUEST
             )
         except ValidationError as exc:
             raise from_validation(exc, "invalid PATCH request") from None
         for _ in range(_ATTEMPTS):
             snap = self._current(kind, rid, if_match)
-            current = MODELS[kind].model_validate(snap.desired)
+            current = self.schemas.model(kind).model_validate(snap.desired)
             try:
                 operations.patch(current)
             except SCIMException:
@@ -134,10 +184,12 @@ class WriteService:
                 )
             except VersionConflict:
                 continue
-            return self._confirm(kind, rid, doc, version)
+            return self._confirm(kind, rid, doc, version, respond_async)
         raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
 
-    def delete(self, kind: Kind, rid: str, if_match: str | None) -> Written:
+    def delete(
+        self, kind: Kind, rid: str, if_match: str | None, *, respond_async: bool = False
+    ) -> Written:
         """DELETE: reads answer 404 at once; the legacy record goes in the background."""
         for _ in range(_ATTEMPTS):
             snap = self._current(kind, rid, if_match)
@@ -153,14 +205,13 @@ class WriteService:
             except VersionConflict:
                 continue
             self.publish(kind, rid)
-            return self._confirm(kind, rid, None, version)
+            return self._confirm(kind, rid, None, version, respond_async)
         raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
 
     # Steps --------------------------------------------------------------------------------------
-    @staticmethod
-    def _validate(kind: Kind, body: Mapping[str, Any], context: Context) -> Resource[Any]:
+    def _validate(self, kind: Kind, body: Mapping[str, Any], context: Context) -> Resource[Any]:
         try:
-            return MODELS[kind].model_validate(body, scim_ctx=context)
+            return self.schemas.model(kind).model_validate(body, scim_ctx=context)
         except ValidationError as exc:
             raise from_validation(exc, f"invalid {kind.resource_type}") from None
 
@@ -229,6 +280,7 @@ class WriteService:
                 expected_version=expected,
                 last_modified=time.time(),
                 password_token=token,
+                v1_doc=SCIM_1.render(kind, doc),
             )
         except UniquenessConflict as conflict:
             value = doc.get(conflict.attribute)
@@ -239,8 +291,17 @@ class WriteService:
         self.publish(kind, rid)
         return version
 
-    def _confirm(self, kind: Kind, rid: str, doc: dict[str, Any] | None, version: int) -> Written:
+    def _confirm(
+        self,
+        kind: Kind,
+        rid: str,
+        doc: dict[str, Any] | None,
+        version: int,
+        respond_async: bool = False,
+    ) -> Written:
         """Wait for the legacy application's answer while one can still come in time."""
+        if respond_async:
+            return Written(rid, doc, version, confirmed=False, accepted_async=True)
         outcome: Outcome | None = None
         if self.backlog.can_confirm_within(self.confirm_wait_s):
             outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)

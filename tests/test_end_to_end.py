@@ -66,7 +66,7 @@ def test_twenty_concurrent_puts_end_with_the_last_applied_and_few_legacy_calls(
     assert 1 <= len(updates) <= 6, inner.calls
 
 
-def test_discovery_endpoints_and_405_for_writes(gunicorn):
+def test_discovery_endpoints_and_405_for_writes(gunicorn, legacy):
     with httpx.Client(base_url=gunicorn.base_url, headers=HEADERS, timeout=10) as http:
         config = http.get("/scim/v2/ServiceProviderConfig")
         assert config.status_code == 200 and config.json()["patch"]["supported"] is True

@@ -83,6 +83,11 @@ def _heartbeat_while_running(app: Celery, runtime: Runtime) -> None:
 
         def start(self, parent: Any) -> None:
             concurrency = int(getattr(getattr(parent, "pool", None), "limit", 0) or 1)
+            try:
+                functions = runtime.adapter.capabilities.functions
+                runtime.store.publish_capabilities(str(f) for f in functions)
+            except Exception:  # the api answers 503 on discovery until a worker reports
+                log.exception("could not publish the adapter's capabilities")
             host = f"{socket.gethostname()}:{os.getpid()}:{id(parent)}"
             self._stop.clear()
             threading.Thread(

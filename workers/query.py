@@ -3,7 +3,8 @@
 The planner walks the filter's syntax tree (parsed by scim2-models) and finds, where it can,
 a set of candidate ids from the indexes: ``eq`` on a unique attribute (userName, externalId,
 displayName, id), ``eq`` on ``emails``/``emails.value``, and ``meta.lastModified`` ranges. ``and``
-needs one indexed term, ``or`` needs every term indexed. Candidates are then checked against
+needs one indexed term, ``or`` needs every term indexed. Okta's unique user field, when it is an
+extension attribute, is indexed too. Candidates are then checked against
 the whole filter, so the index only ever narrows the search; a filter no index answers is
 evaluated on every stored document, in creation order.
 """
@@ -22,7 +23,7 @@ from scim2_models.path import (
     LogicalOperator,
 )
 
-from workers.readmodel import MULTI_VALUED_INDEXES, UNIQUE_ATTRIBUTES, Kind, ReadModel
+from workers.readmodel import UNIQUE_ATTRIBUTES, Kind, ReadModel
 
 _RANGE = {
     CompareOperator.gt: ("({}", "+inf"),
@@ -56,45 +57,63 @@ def _is_core(path: AttrPath) -> bool:
     return path.uri is None or path.uri.startswith("urn:ietf:params:scim:schemas:core:")
 
 
-def candidates(store: ReadModel, kind: Kind, node: FilterNode) -> list[str] | None:
-    """Ids that may match ``node``, in creation order, or None when only a scan can tell."""
-    found = _candidates(store, kind, node)
-    return None if found is None else store.creation_order(kind, found)
+def plan(store: ReadModel, kind: Kind, node: FilterNode) -> tuple[list[str] | None, bool]:
+    """Candidate ids for ``node`` in creation order (None: only a scan can tell), and whether
+    the candidates are exactly the matches (every term answered by an exact index).
+    """
+    found, exact = _candidates(store, kind, node)
+    if found is None:
+        return None, False
+    return store.creation_order(kind, found), exact
 
 
-def _candidates(store: ReadModel, kind: Kind, node: FilterNode) -> set[str] | None:
-    if isinstance(node, Comparison) and _is_core(node.attr_path):
-        return _comparison(store, kind, node)
+def _candidates(store: ReadModel, kind: Kind, node: FilterNode) -> tuple[set[str] | None, bool]:
+    if isinstance(node, Comparison):
+        if _is_core(node.attr_path):
+            return _comparison(store, kind, node)
+        return _extension_comparison(store, kind, node), False
     if isinstance(node, LogicalExpr):
         parts = [_candidates(store, kind, term) for term in node.terms]
+        all_exact = all(exact for _, exact in parts)
         if node.op == LogicalOperator.and_:
-            known = [p for p in parts if p is not None]
+            known = [found for found, _ in parts if found is not None]
             if not known:
-                return None
-            return set.intersection(*known)
-        if any(p is None for p in parts):
-            return None
-        return set().union(*(p for p in parts if p is not None))
+                return None, False
+            return set.intersection(*known), all_exact and len(known) == len(parts)
+        if any(found is None for found, _ in parts):
+            return None, False
+        return set().union(*(found for found, _ in parts if found is not None)), all_exact
+    return None, False
+
+
+def _extension_comparison(store: ReadModel, kind: Kind, node: Comparison) -> set[str] | None:
+    path = f"{node.attr_path.uri}:{node.attr_path.attr}"
+    if node.op != CompareOperator.eq or node.attr_path.sub_attr is not None:
+        return None
+    for lookup in store.lookups[kind]:
+        if lookup.lower() == path.lower() and not isinstance(node.value, bool):
+            return store.find_multi(kind, lookup, str(node.value))
     return None
 
 
-def _comparison(store: ReadModel, kind: Kind, node: Comparison) -> set[str] | None:
+def _comparison(store: ReadModel, kind: Kind, node: Comparison) -> tuple[set[str] | None, bool]:
     name = _attribute(node.attr_path)
     lowered = name.lower()
     if node.op == CompareOperator.eq and isinstance(node.value, str):
         if lowered == "id":
-            return {node.value}
+            return {node.value}, True  # creation_order drops ids that do not exist
         for attribute in UNIQUE_ATTRIBUTES[kind]:
             if lowered == attribute.lower():
                 owner = store.find_unique(kind, attribute, node.value)
-                return {owner} if owner else set()
-        for attribute in MULTI_VALUED_INDEXES[kind]:
-            if lowered in (attribute.lower(), f"{attribute.lower()}.value"):
-                return store.find_multi(kind, attribute, node.value)
+                return ({owner} if owner else set()), True
+        for path in store.lookups[kind]:
+            if lowered in (path.lower(), f"{path.lower()}.value"):
+                return store.find_multi(kind, path, node.value), False
     if lowered == "meta.lastmodified" and node.op in _RANGE:
         instant = parse_instant(node.value)
         if instant is None:
-            return None
+            return None, False
         low, high = _RANGE[node.op]
-        return set(store.modified_ids(kind, low.format(repr(instant)), high.format(repr(instant))))
-    return None
+        ids = store.modified_ids(kind, low.format(repr(instant)), high.format(repr(instant)))
+        return set(ids), False
+    return None, False

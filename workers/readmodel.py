@@ -3,7 +3,8 @@
 This module is the only code that knows the key layout (``{p}`` is ``key_prefix``, ``{k}`` is
 ``u`` for users and ``g`` for groups)::
 
-    {p}:{k}:{id}            hash   doc (desired JSON), v (desired version), del (1 = deleted),
+    {p}:{k}:{id}            hash   doc (desired, SCIM 2.0 JSON), doc1 (the same in SCIM 1.1,
+                                   absent after a rollback), v (desired version), del (1 = deleted),
                                    seq, st (pending|applied|failed), ds (dirty since),
                                    app (applied JSON), av (applied version), lk (legacy key),
                                    pw/pwv (pending password, encrypted, and its version),
@@ -11,7 +12,8 @@ This module is the only code that knows the key layout (``{p}`` is ``key_prefix`
     {p}:{k}:order           zset   creation sequence -> id: the stable paging order
     {p}:{k}:mod             zset   meta.lastModified (epoch s) -> id: incremental imports
     {p}:{k}:ix:{attr}       hash   normalised unique value -> id (userName, externalId, ...)
-    {p}:{k}:mv:{attr}:{v}   set    ids holding a multi-valued value (emails.value)
+    {p}:{k}:mv:{attr}:{v}   set    ids holding a looked-up value (emails.value, the unique user
+                                   field when it is an extension attribute), lower-cased
     {p}:seq                 string creation sequence
     {p}:dirty               zset   "{k}:{id}" -> last time a task was published for it
     {p}:dlq                 hash   "{k}:{id}" -> dead-letter entry (JSON)
@@ -19,6 +21,7 @@ This module is the only code that knows the key layout (``{p}`` is ``key_prefix`
     {p}:lock:{k}:{id}       string per-resource reconcile lock (token, expires)
     {p}:stats               hash   reconcile duration average, for the backlog estimate
     {p}:worker:{host}       string live worker heartbeat (its concurrency), expires
+    {p}:capabilities        string the adapter's Okta provisioning functions (JSON list)
 
 Every write of desired state is one Lua script: it checks the version the caller read (optimistic
 concurrency, so concurrent PUTs never lose an update), claims the unique index entries (so two
@@ -41,7 +44,7 @@ local h, order, mod, dirty, seqkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, expected, doc, score = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local claims, releases = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
 local adds, removes = cjson.decode(ARGV[7]), cjson.decode(ARGV[8])
-local member, now, mode, pw = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local member, now, mode, pw, doc1 = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 local current = tonumber(redis.call('HGET', h, 'v') or '0')
 if current ~= expected then return {'version', tostring(current)} end
 for _, c in ipairs(claims) do
@@ -57,10 +60,12 @@ for _, s in ipairs(adds) do redis.call('SADD', s, id) end
 local version = current + 1
 if doc == '' then
   redis.call('HSET', h, 'v', version, 'del', '1', 'doc', '')
+  redis.call('HDEL', h, 'doc1')
   redis.call('ZREM', order, id)
   redis.call('ZREM', mod, id)
 else
   redis.call('HSET', h, 'v', version, 'del', '0', 'doc', doc)
+  if doc1 ~= '' then redis.call('HSET', h, 'doc1', doc1) else redis.call('HDEL', h, 'doc1') end
   local seq = redis.call('HGET', h, 'seq')
   if not seq then
     seq = redis.call('INCR', seqkey)
@@ -147,7 +152,7 @@ UNIQUE_ATTRIBUTES: dict[Kind, dict[str, bool]] = {
     Kind.USER: {"userName": True, "externalId": False},
     Kind.GROUP: {"displayName": True, "externalId": False},
 }
-MULTI_VALUED_INDEXES: dict[Kind, tuple[str, ...]] = {Kind.USER: ("emails",), Kind.GROUP: ()}
+DEFAULT_LOOKUPS: dict[Kind, tuple[str, ...]] = {Kind.USER: ("emails",), Kind.GROUP: ()}
 
 
 class UniquenessConflict(Exception):
@@ -179,16 +184,27 @@ def unique_values(kind: Kind, doc: Mapping[str, Any] | None) -> dict[str, str]:
     return values
 
 
-def multi_values(kind: Kind, doc: Mapping[str, Any] | None) -> set[tuple[str, str]]:
-    """(attribute, lower-cased value) of the multi-valued indexed attributes of a document."""
+def lookup_values(paths: Iterable[str], doc: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+    """(path, lower-cased value) of a document's looked-up attributes.
+
+    A path is a multi-valued complex attribute (``emails``: every item's ``value``), an
+    extension attribute (``urn:...:departmentName``) or a core attribute.
+    """
     if not doc:
         return set()
-    values = set()
-    for attribute in MULTI_VALUED_INDEXES[kind]:
-        for item in doc.get(attribute) or ():
-            value = item.get("value") if isinstance(item, Mapping) else None
-            if isinstance(value, str) and value:
-                values.add((attribute, value.lower()))
+    values: set[tuple[str, str]] = set()
+    for path in paths:
+        if path.startswith("urn:"):
+            extension, _, name = path.rpartition(":")
+            found: Any = (doc.get(extension) or {}).get(name)
+        else:
+            found = doc.get(path)
+        items = found if isinstance(found, list) else [found]
+        for item in items:
+            value = item.get("value") if isinstance(item, Mapping) else item
+            if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+                continue
+            values.add((path, str(value).lower()))
     return values
 
 
@@ -243,9 +259,15 @@ class ReadModel:
     """Typed access to scim-bridge's Redis keys. Safe to share between threads."""
 
     def __init__(
-        self, client: redis.Redis, prefix: str = "sb", *, wait_client: redis.Redis | None = None
+        self,
+        client: redis.Redis,
+        prefix: str = "sb",
+        *,
+        wait_client: redis.Redis | None = None,
+        lookups: Mapping[Kind, tuple[str, ...]] | None = None,
     ) -> None:
         self.redis = client
+        self.lookups = dict(lookups or DEFAULT_LOOKUPS)
         self._wait_redis = wait_client or client
         self.prefix = prefix
         self._write = client.register_script(_WRITE)
@@ -292,18 +314,23 @@ class ReadModel:
         return Kind(kind), rid
 
     # Reads --------------------------------------------------------------------------------------
-    def get_raw(self, kind: Kind, rid: str) -> bytes | None:
-        """The desired document as stored (compact JSON bytes), or None if absent or deleted."""
-        raw = cast(bytes | None, self.redis.hget(self._h(kind, rid), "doc"))
+    def get_raw(self, kind: Kind, rid: str, rendering: str = "doc") -> bytes | None:
+        """The desired document as stored (compact JSON bytes), or None if absent or deleted.
+
+        ``rendering`` is ``doc`` (SCIM 2.0) or ``doc1`` (SCIM 1.1, absent after a rollback).
+        """
+        raw = cast(bytes | None, self.redis.hget(self._h(kind, rid), rendering))
         return raw or None
 
-    def get_many_raw(self, kind: Kind, ids: Sequence[str]) -> list[bytes | None]:
+    def get_many_raw(
+        self, kind: Kind, ids: Sequence[str], rendering: str = "doc"
+    ) -> list[bytes | None]:
         """Desired documents of ``ids``, in order (one round trip)."""
         if not ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for rid in ids:
-            pipe.hget(self._h(kind, rid), "doc")
+            pipe.hget(self._h(kind, rid), rendering)
         return [raw or None for raw in pipe.execute()]
 
     def snapshot(self, kind: Kind, rid: str) -> Snapshot:
@@ -404,6 +431,7 @@ class ReadModel:
         last_modified: float,
         password_token: str | None = None,
         rollback: bool = False,
+        v1_doc: Mapping[str, Any] | None = None,
     ) -> int:
         """Atomically store a new desired state (``None``: deleted), its indexes and dirty mark.
 
@@ -411,11 +439,13 @@ class ReadModel:
         difference between the two. Raises :class:`VersionConflict` when the resource moved and
         :class:`UniquenessConflict` when a unique value belongs to another resource. With
         ``rollback``, the new state is the applied one: not dirty, sync state ``failed``.
+        ``v1_doc`` is the same document rendered in SCIM 1.1, stored to serve 1.1 reads as fast.
         """
         old_unique, new_unique = unique_values(kind, previous), unique_values(kind, doc)
         claims = [[self._ix(kind, a), v] for a, v in new_unique.items() if old_unique.get(a) != v]
         releases = [[self._ix(kind, a), v] for a, v in old_unique.items() if new_unique.get(a) != v]
-        old_multi, new_multi = multi_values(kind, previous), multi_values(kind, doc)
+        old_multi = lookup_values(self.lookups[kind], previous)
+        new_multi = lookup_values(self.lookups[kind], doc)
         adds = [self._mv(kind, a, v) for a, v in new_multi - old_multi]
         removes = [self._mv(kind, a, v) for a, v in old_multi - new_multi]
         result = self._write(
@@ -439,6 +469,7 @@ class ReadModel:
                 repr(time.time()),
                 "rollback" if rollback else "write",
                 password_token or "",
+                dumps(v1_doc) if v1_doc is not None else "",
             ],
         )
         status, detail = (part.decode() for part in result)
@@ -453,7 +484,9 @@ class ReadModel:
         releases = [
             [self._ix(kind, a), v] for a, v in unique_values(kind, snapshot.desired).items()
         ]
-        removes = [self._mv(kind, a, v) for a, v in multi_values(kind, snapshot.desired)]
+        removes = [
+            self._mv(kind, a, v) for a, v in lookup_values(self.lookups[kind], snapshot.desired)
+        ]
         result = self._purge(
             keys=[self._h(kind, rid), self._order(kind), self._mod(kind), self.dirty_key],
             args=[
@@ -563,6 +596,16 @@ class ReadModel:
         if not found:
             return None
         return Outcome.from_json(found[1])
+
+    # What the legacy application can do ----------------------------------------------------
+    def publish_capabilities(self, functions: Iterable[str]) -> None:
+        """Workers record the configured adapter's Okta provisioning functions."""
+        self.redis.set(f"{self.prefix}:capabilities", json.dumps(sorted(functions)))
+
+    def capabilities(self) -> list[str] | None:
+        """The functions the workers' adapter declared, or None if no worker reported yet."""
+        raw = cast(bytes | None, self.redis.get(f"{self.prefix}:capabilities"))
+        return list(json.loads(raw)) if raw else None
 
     # Capacity, for the backlog estimate --------------------------------------------------------
     def record_duration(self, seconds: float) -> None:

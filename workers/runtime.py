@@ -16,7 +16,7 @@ from adapters.port import LegacyAdapter
 from adapters.registry import load_adapter
 from adapters.simulate import SimulatedLegacy
 from workers.passwords import PasswordVault
-from workers.readmodel import ReadModel
+from workers.readmodel import Kind, ReadModel
 from workers.reconciler import Reconciler
 from workers.settings import Settings
 
@@ -74,7 +74,12 @@ class Runtime:
     def store(self) -> ReadModel:
         """The read model, with a second client for blocking waits."""
         wait = redis_client(self.settings, blocking_s=self.settings.confirm_wait_s + 1)
-        return ReadModel(redis_client(self.settings), self.settings.key_prefix, wait_client=wait)
+        return ReadModel(
+            redis_client(self.settings),
+            self.settings.key_prefix,
+            wait_client=wait,
+            lookups={Kind.USER: self.settings.user_lookup_paths(), Kind.GROUP: ()},
+        )
 
     @cached_property
     def adapter(self) -> LegacyAdapter:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,6 +80,23 @@ class Settings(BaseSettings):
     password_key: SecretStr | None = None
     """A Fernet key (32 url-safe base64 bytes) encrypting pending passwords in Redis."""
     password_key_file: Path | None = None
+
+    # Okta ---------------------------------------------------------------------------------------
+    okta_app_name: str = Field("onprem_app", pattern=r"^[A-Za-z0-9_.-]+$")
+    """``{appName}`` in Okta's custom user extension ``urn:okta:{appName}:1.0:user:{schemaName}``"""
+    okta_user_schema_name: str = Field("custom", pattern=r"^[A-Za-z0-9_.-]+$")
+    okta_user_attributes: dict[str, Literal["string", "boolean", "integer", "double"]] = Field(
+        default_factory=lambda: {
+            "isAdmin": "boolean",
+            "isOkta": "boolean",
+            "departmentName": "string",
+        }
+    )
+    """Attributes of the custom user extension, as defined in the Okta app's profile."""
+    unique_user_field: str = "userName"
+    """Okta's "Unique user field name": what check-exists filters on (indexed)."""
+    duplicate_create: Literal["conflict", "update"] = "conflict"
+    """A POST for an existing userName: 409 (Okta's tests), or update and return the user."""
 
     # Processes --------------------------------------------------------------------------------
     worker_concurrency: int = Field(4, ge=1)
@@ -175,9 +193,28 @@ class Settings(BaseSettings):
                 f"sweep_grace_s ({self.sweep_grace_s:g}) must exceed the lock TTL "
                 f"({self.lock_ttl_s:g}): a running task would be re-published"
             )
+        for name in self.okta_user_attributes:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", name):
+                problems.append(
+                    f"okta_user_attributes: {name!r} is not a SCIM attribute name "
+                    "(letters and digits, starting with a letter)"
+                )
         if problems:
             raise SettingsError("invalid scim-bridge settings:\n  - " + "\n  - ".join(problems))
         return self
+
+    @property
+    def okta_user_urn(self) -> str:
+        """The URN of Okta's custom user extension."""
+        return f"urn:okta:{self.okta_app_name}:1.0:user:{self.okta_user_schema_name}"
+
+    def user_lookup_paths(self) -> tuple[str, ...]:
+        """Attribute paths of users indexed for ``eq`` lookups besides the unique ones."""
+        paths = ["emails"]
+        field = self.unique_user_field
+        if field.lower() not in {"username", "externalid", "id", "email", "emails", "emails.value"}:
+            paths.append(field)
+        return tuple(paths)
 
     def password_key_bytes(self) -> bytes | None:
         """The key encrypting pending passwords, from the setting or the key file."""
