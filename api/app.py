@@ -72,6 +72,7 @@ def create_app(
         endpoints = {
             kind: Endpoint(
                 kind,
+                prefix,
                 dialect,
                 schemas,
                 reads,

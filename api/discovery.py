@@ -161,7 +161,8 @@ def schema_documents(schemas: ScimSchemas) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for kind in Kind:
         model = schemas.model(kind)
-        for described in (model, *schemas.extensions(kind).values()):
-            document = _dump(described.to_schema())
+        described: list[Any] = [model, *schemas.extensions(kind).values()]
+        for each in described:
+            document = _dump(each.to_schema())
             found[document["id"]] = document
     return found

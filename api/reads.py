@@ -47,7 +47,7 @@ def parse_filter(schemas: ScimSchemas, kind: Kind, text: str) -> ScimFilter[Any]
     """Parse and check a filter against the resource's schema (400 ``invalidFilter``)."""
     model = schemas.model(kind)
     try:
-        unbound = ScimFilter(text)
+        unbound: ScimFilter[Any] = ScimFilter(text)
         parsed: ScimFilter[Any] = ScimFilter[model](_rewrite(unbound.ast))  # type: ignore[valid-type]
         parsed._validate_semantics(strict=True)
     except InvalidFilterException as exc:

@@ -27,6 +27,7 @@ class Endpoint:
     def __init__(
         self,
         kind: Kind,
+        prefix: str,
         dialect: Dialect,
         schemas: ScimSchemas,
         reads: ReadService,
@@ -37,6 +38,7 @@ class Endpoint:
         max_count: int,
     ) -> None:
         self.kind = kind
+        self.prefix = prefix
         self.dialect = dialect
         self.schemas = schemas
         self.reads = reads
@@ -51,9 +53,7 @@ class Endpoint:
 
     def location(self, req: falcon.Request, rid: str) -> str:
         """The absolute URL of a resource, under the prefix the request came through."""
-        marker = "/" + self.kind.endpoint
-        base = req.prefix + req.path[: req.path.index(marker)]
-        return f"{base}{marker}/{rid}"
+        return f"{req.prefix}{self.prefix}/{self.kind.endpoint}/{rid}"
 
     def render(
         self,

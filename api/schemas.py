@@ -59,7 +59,7 @@ def build_schemas(settings: Settings) -> ScimSchemas:
     )
     okta_group = extension("OktaCustomGroup", OKTA_GROUP_URN, {"description": str})
     user: type[Resource[Any]] = User[EnterpriseUser | okta_user]  # type: ignore[valid-type]
-    group: type[Resource[Any]] = Group[okta_group]  # type: ignore[valid-type]
+    group: type[Resource[Any]] = Group[okta_group]  # type: ignore[misc]
     return ScimSchemas(user=user, group=group, okta_user_urn=settings.okta_user_urn)
 
 

@@ -154,7 +154,7 @@ class WriteService:
     ) -> Written:
         """PATCH: operations applied to the current desired state (scim2-models does the work)."""
         try:
-            operations = PatchOp[self.schemas.model(kind)].model_validate(  # type: ignore[valid-type]
+            operations = PatchOp[self.schemas.model(kind)].model_validate(  # type: ignore[misc]
                 body, scim_ctx=Context.RESOURCE_PATCH_REQUEST
             )
         except ValidationError as exc:

@@ -22,6 +22,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+CustomType = Literal["string", "boolean", "integer", "double"]
+# The custom attributes of Okta's documented example, so its example requests work as they are.
+_OKTA_EXAMPLE_ATTRIBUTES: dict[str, CustomType] = {
+    "isAdmin": "boolean",
+    "isOkta": "boolean",
+    "departmentName": "string",
+}
+
 
 class SettingsError(ValueError):
     """A configuration that cannot work; the message says which setting to change."""
@@ -85,12 +93,8 @@ class Settings(BaseSettings):
     okta_app_name: str = Field("onprem_app", pattern=r"^[A-Za-z0-9_.-]+$")
     """``{appName}`` in Okta's custom user extension ``urn:okta:{appName}:1.0:user:{schemaName}``"""
     okta_user_schema_name: str = Field("custom", pattern=r"^[A-Za-z0-9_.-]+$")
-    okta_user_attributes: dict[str, Literal["string", "boolean", "integer", "double"]] = Field(
-        default_factory=lambda: {
-            "isAdmin": "boolean",
-            "isOkta": "boolean",
-            "departmentName": "string",
-        }
+    okta_user_attributes: dict[str, CustomType] = Field(
+        default_factory=lambda: dict(_OKTA_EXAMPLE_ATTRIBUTES)
     )
     """Attributes of the custom user extension, as defined in the Okta app's profile."""
     unique_user_field: str = "userName"
