@@ -59,8 +59,10 @@ preload_app = False
 
 # The heartbeat file lives in memory: on a container's overlay or a read-only root filesystem a
 # disk-backed /tmp can block the heartbeat and get healthy workers killed.
-if os.path.isdir("/dev/shm"):
-    worker_tmp_dir = "/dev/shm"
+# gunicorn creates its own file there with mkstemp, so a shared directory is safe.
+_shm = "/dev/shm"  # noqa: S108
+if os.path.isdir(_shm):
+    worker_tmp_dir = _shm
 
 # Timeouts -----------------------------------------------------------------------------------
 # A worker silent for longer than this is killed and restarted. Every request ends within the
@@ -87,9 +89,7 @@ errorlog = "-"
 loglevel = os.environ.get("SCIM_BRIDGE_LOG_LEVEL", "INFO").lower()
 # Request time in milliseconds (%(M)s) next to status and size: the number to watch against the
 # budget. The X-Request-ID header, when the proxy sets one, ties the line to the application logs.
-access_log_format = (
-    '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}i)s agent="%(a)s"'
-)
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}i)s agent="%(a)s"'
 
 # Behind a proxy ------------------------------------------------------------------------------
 # X-Forwarded-For/-Proto are trusted only from the addresses in FORWARDED_ALLOW_IPS (gunicorn's
