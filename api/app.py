@@ -66,6 +66,7 @@ def create_app(
         confirm_wait_s=settings.confirm_wait_s,
         backlog=BacklogEstimate(store),
         duplicate_create_updates=settings.duplicate_create == "update",
+        max_backlog=settings.max_backlog,
     )
     types, described = resource_types(schemas), schema_documents(schemas)
     for prefix, dialect in (("/scim/v2", SCIM_2), ("/scim/v1", SCIM_1), ("/scim", SCIM_1)):

@@ -36,6 +36,13 @@ class BacklogEstimate:
             self._average_s = self.store.average_duration() or 0.0
             self._at = now
 
+    def drain_time_s(self, backlog: int) -> float:
+        """Roughly how long the workers need for ``backlog`` changes (0 when unknown)."""
+        self._refresh()
+        if self._capacity <= 0 or self._average_s <= 0:
+            return 0.0
+        return backlog * self._average_s / self._capacity
+
     def can_confirm_within(self, seconds: float) -> bool:
         """True when a worker can plausibly answer a new change within ``seconds``."""
         if seconds <= 0:

@@ -356,10 +356,13 @@ class Connector:
         *,
         timeout_s: float,
         verify: bool,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.credentials = dict(credentials)
-        self.http = httpx.Client(timeout=timeout_s, verify=verify, follow_redirects=False)
+        self.http = httpx.Client(
+            timeout=timeout_s, verify=verify, follow_redirects=False, transport=transport
+        )
         self.last: Answer | None = None
 
     def close(self) -> None:
@@ -398,7 +401,7 @@ class Connector:
 
 def basic_credentials(pair: str) -> dict[str, str]:
     """``USER:PASSWORD`` as an HTTP Basic ``Authorization`` header."""
-    user, colon, password = pair.partition(":")
+    user, colon, _ = pair.partition(":")
     if not colon or not user:
         raise argparse.ArgumentTypeError("expected USER:PASSWORD")
     return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
@@ -415,12 +418,15 @@ def header_credentials(line: str) -> dict[str, str]:
 def near_miss(credentials: Mapping[str, str]) -> dict[str, str]:
     """The same credentials with their last character changed."""
     if "Authorization" in credentials and credentials["Authorization"].startswith("Basic "):
-        pair = base64.b64decode(credentials["Authorization"][6:]).decode()
-        return basic_credentials(pair[:-1] + ("x" if not pair.endswith("x") else "y"))
-    return {
-        name: value[:-1] + ("x" if not value.endswith("x") else "y")
-        for name, value in credentials.items()
-    }
+        user, _, password = (
+            base64.b64decode(credentials["Authorization"][6:]).decode().partition(":")
+        )
+        return basic_credentials(f"{user}:{_changed(password)}")
+    return {name: _changed(value) for name, value in credentials.items()}
+
+
+def _changed(secret: str) -> str:
+    return secret[:-1] + ("y" if secret.endswith("x") else "x")
 
 
 # The check -------------------------------------------------------------------------------------
@@ -577,46 +583,54 @@ class Checker:
         self.expect(answer, 200)
         return answer, self.listing(answer, "User", 1)
 
-    def import_all(self, endpoint: str, kind: str, query: str = "") -> dict[str, dict[str, Any]]:
-        """Every page of a listing, as the agent pages it; the resources by id."""
+    def import_all(
+        self, endpoint: str, kind: str, query: str = ""
+    ) -> tuple[dict[str, dict[str, Any]], int]:
+        """Every page of a listing, as the agent pages it: the resources by id, and the pages."""
         found: dict[str, dict[str, Any]] = {}
         start, page, total = 1, 0, -1
-        while total < 0 or start <= total:
-            page += 1
-            answer = self.connector.send(
-                "GET", f"{endpoint}?{query}startIndex={start}&count={PAGE_SIZE}"
-            )
-            self.expect(answer, 200)
-            document = self.listing(answer, kind, start)
-            total = document["totalResults"]
-            resources = document.get("Resources") or []
-            if document["itemsPerPage"] != len(resources):
-                raise StepFailed(
-                    f"page {page} says itemsPerPage {document['itemsPerPage']} "
-                    f"but carries {len(resources)} resources"
+        try:
+            while total < 0 or start <= total:
+                page += 1
+                answer = self.connector.send(
+                    "GET", f"{endpoint}?{query}startIndex={start}&count={PAGE_SIZE}"
                 )
-            if len(resources) > PAGE_SIZE:
-                raise StepFailed(f"page {page} carries {len(resources)} resources for count=100")
-            if not resources and start <= total:
-                raise StepFailed(f"page {page} is empty though totalResults is {total}")
-            for resource in resources:
-                rid = resource.get("id")
-                if not isinstance(rid, str) or not rid:
-                    raise StepFailed(f"page {page} has a {kind} without an id")
-                if rid in found:
-                    raise StepFailed(f"page {page} repeats id {rid}")
-                found[rid] = resource
-            if self.progress is not None:
-                self.progress.write(f"\r  imported {len(found)}/{total}")
-                self.progress.flush()
-            start += PAGE_SIZE
-        if self.progress is not None:
-            self.progress.write("\n")
-        return found
+                self.expect(answer, 200)
+                document = self.listing(answer, kind, start)
+                total = document["totalResults"]
+                resources = document.get("Resources") or []
+                if document["itemsPerPage"] != len(resources):
+                    raise StepFailed(
+                        f"page {page} says itemsPerPage {document['itemsPerPage']} "
+                        f"but carries {len(resources)} resources"
+                    )
+                if len(resources) > PAGE_SIZE:
+                    raise StepFailed(f"page {page} carries {len(resources)} resources, count=100")
+                if not resources and start <= total:
+                    raise StepFailed(f"page {page} is empty though totalResults is {total}")
+                for resource in resources:
+                    rid = resource.get("id")
+                    if not isinstance(rid, str) or not rid:
+                        raise StepFailed(f"page {page} has a {kind} without an id")
+                    if rid in found:
+                        raise StepFailed(f"page {page} repeats id {rid}")
+                    found[rid] = resource
+                if self.progress is not None and total > PAGE_SIZE:  # only long imports
+                    self.progress.write(f"\r  imported {len(found)}/{total}")
+                    self.progress.flush()
+                start += PAGE_SIZE
+        finally:
+            if self.progress is not None and page > 1:
+                self.progress.write("\n")
+        return found, page
 
-    def put_user(self, user: PushedUser, password: str | None = None) -> tuple[Answer, dict[str, Any]]:
+    def put_user(
+        self, user: PushedUser, password: str | None = None
+    ) -> tuple[Answer, dict[str, Any]]:
         """The agent's whole-user PUT; the answer must be a 2xx User without a password."""
-        answer = self.connector.send("PUT", f"Users/{user.id}", self.dialect.user_body(user, password))
+        answer = self.connector.send(
+            "PUT", f"Users/{user.id}", self.dialect.user_body(user, password)
+        )
         self.expect(answer)
         document = self.resource(answer, "User")
         if _has_password(document):
@@ -637,12 +651,13 @@ class Checker:
         body = self.dialect.user_body(user, secrets.token_urlsafe(12))
         answer = self.connector.send("POST", "Users", body)
         self.expect(answer)
+        rid = _id_in(answer)
+        if rid:  # cleaned up at the end even when the answer is otherwise wrong
+            user.id = rid
+            self.pushed.append(user)
         document = self.resource(answer, "User")
-        rid = document.get("id")
-        if not isinstance(rid, str) or not rid:
+        if not rid:
             raise StepFailed(f"{answer.request} answered a user without an id")
-        user.id = rid
-        self.pushed.append(user)
         if _has_password(document):
             raise StepFailed(f"{answer.request} answered with the password")
         if str(document.get("userName", "")).lower() != user.user_name.lower():
@@ -709,10 +724,13 @@ class Checker:
         return f"{answer.timing}, id {_short(self.first.id)}; found as {value}"
 
     def create_pending_user(self) -> str:
-        """Push a new user with ``active: false``."""
+        """Check that it does not exist, then push a new user with ``active: false``."""
         self.need("PUSH_PENDING_USERS")
         if not self.since:
             self.since = _utc_seconds(datetime.now(UTC) - timedelta(seconds=1))
+        _, listing = self.find(self.pending.user_name)
+        if listing["totalResults"] != 0:
+            raise StepFailed(f"totalResults {listing['totalResults']} for a fresh user")
         answer, document = self.create(self.pending)
         if document.get("active") is not False:
             raise StepFailed(f"{answer.request} answered active {document.get('active')!r}")
@@ -722,10 +740,10 @@ class Checker:
         """Every page of ``/Users``, 100 at a time; both created users among them."""
         self.need("IMPORT_NEW_USERS")
         started = time.perf_counter()
-        found = self.import_all("Users", "User")
+        found, pages = self.import_all("Users", "User")
         self.must_contain(found, "full import")
-        pages = max(1, -(-len(found) // PAGE_SIZE))
-        return f"{len(found)} users in {pages} pages, {time.perf_counter() - started:.2f} s"
+        elapsed = time.perf_counter() - started
+        return f"{len(found)} users in {pages} page(s), {elapsed:.2f} s"
 
     def incremental_import(self) -> str:
         """``meta.lastModified gt`` the instant before the creates finds both users."""
@@ -733,7 +751,7 @@ class Checker:
         if not self.since:
             raise StepSkipped("no user was created")
         condition = quote(f'meta.lastModified gt "{self.since}"', safe="")
-        found = self.import_all("Users", "User", f"filter={condition}&")
+        found, _ = self.import_all("Users", "User", f"filter={condition}&")
         self.must_contain(found, "incremental import")
         return f"{len(found)} users changed after {self.since}"
 
@@ -815,23 +833,27 @@ class Checker:
         """Push, duplicate, import, replace, read and delete a group, as the agent does."""
         self.need("GROUP_PUSH")
         self.need_user(self.first)
-        body = self.dialect.group_body(self.group_name, [self.first], f"okta-{secrets.token_hex(6)}")
+        body = self.dialect.group_body(
+            self.group_name, [self.first], f"okta-{secrets.token_hex(6)}"
+        )
         created = self.connector.send("POST", "Groups", body)
         self.expect(created)
+        gid = _id_in(created)
+        if gid:  # deleted by the cleanup unless this step gets to delete it
+            self.groups.append(gid)
         group = self.resource(created, "Group")
-        gid = group.get("id")
-        if not isinstance(gid, str) or not gid:
+        if not gid:
             raise StepFailed(f"{created.request} answered a group without an id")
-        self.groups.append(gid)
         if self.first.id not in _member_ids(group):
             raise StepFailed(f"{created.request} answered members {group.get('members')!r}")
 
         duplicate = self.connector.send("POST", "Groups", body)
-        if 200 <= duplicate.status < 300 and _id_in(duplicate):
-            self.groups.append(str(_id_in(duplicate)))
+        second = _id_in(duplicate) if 200 <= duplicate.status < 300 else None
+        if second:
+            self.groups.append(second)
         self.error(duplicate, 409)
 
-        imported = self.import_all("Groups", "Group").get(gid)
+        imported = self.import_all("Groups", "Group")[0].get(gid)
         if imported is None:
             raise StepFailed(f"the import of /Groups lacks group {gid}")
         if self.first.id not in _member_ids(imported):
@@ -868,7 +890,9 @@ class Checker:
         if not self.connector.credentials:
             raise StepSkipped("no credentials given (--basic or --header)")
         target = "Users?startIndex=1&count=1"
-        wrong = self.connector.send("GET", target, credentials=near_miss(self.connector.credentials))
+        wrong = self.connector.send(
+            "GET", target, credentials=near_miss(self.connector.credentials)
+        )
         self.error(wrong, 401)
         missing = self.connector.send("GET", target, credentials={})
         self.error(missing, 401)
@@ -890,7 +914,9 @@ class Checker:
             raise StepSkipped(f"PUSH_USER_DEACTIVATION not advertised; left active: {left}")
         for user in self.pushed:
             user.active = False
-            answer = self.connector.send("PUT", f"Users/{user.id}", self.dialect.user_body(user, None))
+            answer = self.connector.send(
+                "PUT", f"Users/{user.id}", self.dialect.user_body(user, None)
+            )
             if 200 <= answer.status < 300:
                 done.append(f"{user.user_name} deactivated")
             else:
@@ -938,13 +964,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the SCIM version to speak (default: 2.0 when URL contains /v2/, as the agent does)",
     )
     auth = parser.add_mutually_exclusive_group()
-    auth.add_argument("--basic", metavar="USER:PASSWORD", type=basic_credentials)
-    auth.add_argument("--header", metavar="'Name: value'", type=header_credentials)
+    auth.add_argument(
+        "--basic", metavar="USER:PASSWORD", type=basic_credentials, help="HTTP Basic credentials"
+    )
+    auth.add_argument(
+        "--header",
+        metavar="'Name: value'",
+        type=header_credentials,
+        help="one header carrying the secret, e.g. 'Authorization: Bearer …'",
+    )
     parser.add_argument(
         "--timeout", metavar="S", type=float, default=30.0, help="per request (default 30)"
     )
     parser.add_argument(
         "--unique-field",
+        metavar="NAME",
         default="userName",
         help="the attribute of the check-exists filter (Okta's 'Unique user field name'); "
         "the value it looks for is the test user's userName, also its primary email",

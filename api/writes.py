@@ -70,7 +70,9 @@ class WriteService:
         confirm_wait_s: float,
         backlog: BacklogEstimate,
         duplicate_create_updates: bool = False,
+        max_backlog: int = 10_000,
     ) -> None:
+        self.max_backlog = max_backlog
         self.store = store
         self.schemas = schemas
         self.duplicate_create_updates = duplicate_create_updates
@@ -88,6 +90,7 @@ class WriteService:
         With ``duplicate_create_updates``, a POST for an existing userName updates and returns
         that user (Okta re-sends creates after re-assignment); otherwise it is 409.
         """
+        self._admit(kind)
         model = self._validate(kind, body, Context.RESOURCE_CREATION_REQUEST)
         if self.duplicate_create_updates and kind is Kind.USER:
             existing = self.store.find_unique(
@@ -128,6 +131,7 @@ class WriteService:
         respond_async: bool = False,
     ) -> Written:
         """PUT: the body is the whole new resource."""
+        self._admit(kind)
         model = self._validate(kind, body, Context.RESOURCE_REPLACEMENT_REQUEST)
         password = self._take_password(model)
         for _ in range(_ATTEMPTS):
@@ -153,6 +157,7 @@ class WriteService:
         respond_async: bool = False,
     ) -> Written:
         """PATCH: operations applied to the current desired state (scim2-models does the work)."""
+        self._admit(kind)
         try:
             operations = PatchOp[self.schemas.model(kind)].model_validate(  # type: ignore[misc]
                 body, scim_ctx=Context.RESOURCE_PATCH_REQUEST
@@ -191,6 +196,7 @@ class WriteService:
         self, kind: Kind, rid: str, if_match: str | None, *, respond_async: bool = False
     ) -> Written:
         """DELETE: reads answer 404 at once; the legacy record goes in the background."""
+        self._admit(kind)
         for _ in range(_ATTEMPTS):
             snap = self._current(kind, rid, if_match)
             try:
@@ -204,11 +210,24 @@ class WriteService:
                 )
             except VersionConflict:
                 continue
-            self.publish(kind, rid)
+            self._publish(kind, rid)
             return self._confirm(kind, rid, None, version, respond_async)
         raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
 
     # Steps --------------------------------------------------------------------------------------
+    def _admit(self, kind: Kind) -> None:
+        """Backpressure: past the backlog limit, refuse the write (and change nothing)."""
+        backlog = self.store.backlog()
+        if backlog >= self.max_backlog:
+            retry_after = max(1, min(300, int(self.backlog.drain_time_s(backlog)) or 30))
+            raise ScimError(
+                503,
+                f"the connector has {backlog} unfinished changes for the legacy application "
+                f"(limit {self.max_backlog}); this {kind.resource_type} change was not accepted, "
+                f"retry in {retry_after} s",
+                Retry_After=str(retry_after),
+            )
+
     def _validate(self, kind: Kind, body: Mapping[str, Any], context: Context) -> Resource[Any]:
         try:
             return self.schemas.model(kind).model_validate(body, scim_ctx=context)
@@ -288,8 +307,20 @@ class WriteService:
                 f"{conflict.attribute} {value!r} is already used by another {kind.resource_type}"
             )
             raise UniquenessException(detail=taken) from None
-        self.publish(kind, rid)
+        self._publish(kind, rid)
         return version
+
+    def _publish(self, kind: Kind, rid: str) -> None:
+        try:
+            self.publish(kind, rid)
+        except Exception:
+            # The change is stored and marked dirty: the sweeper publishes it later.
+            log.warning(
+                "could not publish the task of %s %s; the sweeper will",
+                kind.resource_type,
+                rid,
+                exc_info=True,
+            )
 
     def _confirm(
         self,

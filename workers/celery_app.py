@@ -48,13 +48,25 @@ def create_celery(
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
+            "visibility_timeout": settings.broker_visibility_timeout_s,
             "socket_connect_timeout": settings.redis_timeout_s,
             "socket_timeout": max(settings.redis_timeout_s, 5.0),
             "health_check_interval": 10,
             "retry_on_timeout": True,
         },
         broker_pool_limit=64,
+        # A publish must not hang a request when Redis is away: the dirty mark already
+        # records the change, and the sweeper re-publishes it.
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
+        # SIGTERM: in-flight legacy calls get their deadline to finish; what does not finish is
+        # redelivered (acks_late) and reconciled again.
+        worker_soft_shutdown_timeout=settings.legacy_deadline_s + 2,
+        worker_enable_soft_shutdown_on_idle=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,

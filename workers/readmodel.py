@@ -82,7 +82,7 @@ if mode == 'write' then
 else
   -- a rollback: desired is the applied state again
   redis.call('HSET', h, 'st', 'failed', 'av', version)
-  redis.call('HDEL', h, 'ds', 'pw', 'pwv')
+  redis.call('HDEL', h, 'ds', 'pw', 'pwv', 'fails')
   redis.call('ZREM', dirty, member)
 end
 return {'ok', tostring(version)}
@@ -104,7 +104,7 @@ if redis.call('HGET', h, 'del') == '1' then
   return 'purged'
 end
 redis.call('HSET', h, 'st', 'applied')
-redis.call('HDEL', h, 'ds')
+redis.call('HDEL', h, 'ds', 'fails')
 return 'settled'
 """
 
@@ -122,6 +122,12 @@ redis.call('ZREM', order, id)
 redis.call('ZREM', mod, id)
 redis.call('ZREM', dirty, member)
 return 'purged'
+"""
+
+# Counters of a resource that must not bring a purged resource back to life.
+_COUNT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 """
 
 _UNLOCK = """
@@ -274,6 +280,7 @@ class ReadModel:
         self._settle = client.register_script(_SETTLE)
         self._purge = client.register_script(_PURGE)
         self._unlock = client.register_script(_UNLOCK)
+        self._count = client.register_script(_COUNT)
 
     # Keys ---------------------------------------------------------------------------------------
     def _h(self, kind: Kind, rid: str) -> str:
@@ -526,6 +533,18 @@ class ReadModel:
             ],
         )
         return cast(bytes, result).decode()
+
+    def begin_attempt(self, kind: Kind, rid: str) -> int:
+        """Count a reconciliation's start; a count that keeps growing marks a poison change."""
+        return int(self._count(keys=[self._h(kind, rid)], args=["starts"]))
+
+    def end_attempt(self, kind: Kind, rid: str) -> None:
+        """The reconciliation finished (in any way but a lost worker)."""
+        self.redis.hdel(self._h(kind, rid), "starts")  # HDEL never creates a key
+
+    def count_failure(self, kind: Kind, rid: str) -> int:
+        """Count a transient failure of the current change; reset when it settles."""
+        return int(self._count(keys=[self._h(kind, rid)], args=["fails"]))
 
     def record_error(self, kind: Kind, rid: str, error: str) -> None:
         """Keep the last error of a resource, for status and operators."""

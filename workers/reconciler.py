@@ -20,6 +20,7 @@ from typing import Any
 
 from adapters.errors import ConflictError, PermanentError, TransientError
 from adapters.port import Deadline, LegacyAdapter
+from workers.guard import CircuitOpen, LegacyBusy
 from workers.passwords import PasswordVault, hash_password, password_matches
 from workers.readmodel import (
     Kind,
@@ -38,11 +39,18 @@ _MAX_PASSES = 5
 
 
 class RetryLater(Exception):
-    """The change could not be applied now; the task retries it with backoff."""
+    """The change could not be applied now; the task retries it with backoff.
 
-    def __init__(self, reason: str) -> None:
+    ``counts`` is False when the legacy application was not even tried (breaker open, global
+    cap full): such retries do not bring the change closer to the dead-letter store.
+    ``after_s`` is the earliest useful retry, when known.
+    """
+
+    def __init__(self, reason: str, *, counts: bool = True, after_s: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.counts = counts
+        self.after_s = after_s
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,14 @@ class Reconciler:
         vault: PasswordVault | None,
         deadline_s: float,
         lock_ttl_s: float,
+        max_starts: int = 5,
     ) -> None:
         self.store = store
         self.adapter = adapter
         self.vault = vault
         self.deadline_s = deadline_s
         self.lock_ttl_s = lock_ttl_s
+        self.max_starts = max_starts
 
     def reconcile(self, kind: Kind, rid: str) -> Result:
         """Reconcile one resource; raises :class:`RetryLater` on transient trouble.
@@ -104,6 +114,21 @@ class Reconciler:
         operations: list[str] = []
         status, seen = "requeue", 0
         try:
+            starts = self.store.begin_attempt(kind, rid)
+            if starts > self.max_starts:
+                # Started this many times and never finished: each start killed its worker.
+                snap = self.store.snapshot(kind, rid)
+                if snap.exists:
+                    self._fail(
+                        snap,
+                        PermanentError(
+                            f"poison change: started {starts - 1} times without finishing "
+                            "(the worker was lost each time)"
+                        ),
+                        operations,
+                    )
+                self.store.end_attempt(kind, rid)
+                return Result("failed", tuple(operations))
             for _ in range(_MAX_PASSES):
                 snap = self.store.snapshot(kind, rid)
                 if not snap.exists:
@@ -112,6 +137,10 @@ class Reconciler:
                 status = self._pass(snap, operations)
                 if status != "moved":
                     break
+            self.store.end_attempt(kind, rid)
+        except RetryLater:
+            self.store.end_attempt(kind, rid)
+            raise
         finally:
             self.store.release_lock(kind, rid, token)
             self.store.record_duration(time.monotonic() - started)
@@ -133,6 +162,10 @@ class Reconciler:
         except (PermanentError, ConflictError) as exc:
             self._fail(snap, exc, operations)
             return "failed"
+        except CircuitOpen as exc:
+            raise RetryLater(exc.message, counts=False, after_s=exc.retry_in_s) from exc
+        except LegacyBusy as exc:
+            raise RetryLater(exc.message, counts=False) from exc
         except TransientError as exc:
             self.store.record_error(snap.kind, snap.id, exc.message)
             raise RetryLater(exc.message) from exc

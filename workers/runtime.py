@@ -11,10 +11,13 @@ from collections.abc import Callable
 from functools import cached_property
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from adapters.port import LegacyAdapter
 from adapters.registry import load_adapter
 from adapters.simulate import SimulatedLegacy
+from workers.guard import GuardedAdapter, LegacyGuard
 from workers.passwords import PasswordVault
 from workers.readmodel import Kind, ReadModel
 from workers.reconciler import Reconciler
@@ -53,6 +56,8 @@ def redis_client(settings: Settings, *, blocking_s: float = 0.0) -> redis.Redis:
         socket_timeout=settings.redis_timeout_s + blocking_s,
         health_check_interval=30,
         max_connections=256,
+        # No silent retries: a request must fail within the timeout, not a multiple of it.
+        retry=Retry(NoBackoff(), 0),
     )
 
 
@@ -92,12 +97,24 @@ class Runtime:
         return password_vault(self.settings)
 
     @cached_property
+    def guard(self) -> LegacyGuard:
+        """The global cap and circuit breaker in front of the legacy application."""
+        return LegacyGuard(
+            self.store.redis,
+            self.settings.key_prefix,
+            max_concurrency=self.settings.legacy_max_concurrency,
+            failure_threshold=self.settings.breaker_failure_threshold,
+            open_s=self.settings.breaker_open_s,
+        )
+
+    @cached_property
     def reconciler(self) -> Reconciler:
         """The reconciler of this process."""
         return Reconciler(
             self.store,
-            self.adapter,
+            GuardedAdapter(self.adapter, self.guard),
             vault=self.vault,
             deadline_s=self.settings.legacy_deadline_s,
             lock_ttl_s=self.settings.lock_ttl_s,
+            max_starts=self.settings.max_starts,
         )

@@ -64,10 +64,23 @@ class Settings(BaseSettings):
     retry_backoff_base_s: float = Field(1.0, gt=0)
     retry_backoff_max_s: float = Field(60.0, gt=0)
     max_transient_attempts: int = Field(20, ge=1)
-    visibility_timeout_s: float = Field(3600.0, gt=0)
+    visibility_timeout_s: float | None = Field(None, gt=0)
+    """Broker redelivery of unacknowledged tasks; default derived from the budget."""
+    max_starts: int = Field(5, ge=2)
+    """A change started this many times without finishing (its worker lost each time) is poison."""
     sweep_interval_s: float = Field(5.0, gt=0)
     sweep_grace_s: float = Field(60.0, gt=0)
     """A dirty resource untouched by any task for this long is presumed lost and re-published."""
+
+    # Protecting the legacy application ------------------------------------------------------
+    legacy_max_concurrency: int = Field(0, ge=0)
+    """Concurrent legacy calls across all workers and hosts (0: no cap)."""
+    breaker_failure_threshold: int = Field(5, ge=1)
+    """Consecutive transient failures that open the circuit breaker."""
+    breaker_open_s: float = Field(30.0, gt=0)
+    """How long the breaker stays open before one probe call is let through."""
+    max_backlog: int = Field(10_000, ge=1)
+    """Writes get 503 with Retry-After while this many resources have unfinished changes."""
 
     # Requests ---------------------------------------------------------------------------------
     max_body_bytes: int = Field(1_048_576, ge=1024)
@@ -142,6 +155,13 @@ class Settings(BaseSettings):
         """Per-resource lock lifetime: outlives any task that still runs."""
         return self.task_time_limit_s + 5
 
+    @property
+    def broker_visibility_timeout_s(self) -> float:
+        """Redelivery of unacknowledged tasks: after any lock and any retry wait has passed."""
+        if self.visibility_timeout_s is not None:
+            return self.visibility_timeout_s
+        return 2 * max(self.lock_ttl_s, self.retry_backoff_max_s) + 60
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         problems: list[str] = []
@@ -173,7 +193,7 @@ class Settings(BaseSettings):
             ("task soft time limit", self.task_soft_time_limit_s),
             ("task hard time limit", self.task_time_limit_s),
             ("lock TTL", self.lock_ttl_s),
-            ("visibility timeout", self.visibility_timeout_s),
+            ("visibility timeout", self.broker_visibility_timeout_s),
         ]
         for (low_name, low), (high_name, high) in itertools.pairwise(chain):
             if not low < high:
@@ -182,11 +202,11 @@ class Settings(BaseSettings):
                     "raise SCIM_BRIDGE_VISIBILITY_TIMEOUT_S or lower "
                     "SCIM_BRIDGE_ADAPTER_DEADLINE_S"
                 )
-        if not self.retry_backoff_max_s < self.visibility_timeout_s:
+        if not self.retry_backoff_max_s < self.broker_visibility_timeout_s:
             problems.append(
                 f"retry_backoff_max_s ({self.retry_backoff_max_s:g}) must be below "
-                f"visibility_timeout_s ({self.visibility_timeout_s:g}): a retry that waits "
-                "longer would be redelivered as well"
+                f"visibility_timeout_s ({self.broker_visibility_timeout_s:g}): a retry that "
+                "waits longer would be redelivered as well"
             )
         if self.retry_backoff_base_s > self.retry_backoff_max_s:
             problems.append("retry_backoff_base_s must not exceed retry_backoff_max_s")

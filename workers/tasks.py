@@ -42,15 +42,17 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         try:
             result = runtime.reconciler.reconcile(resource_kind, rid)
         except RetryLater as exc:
-            attempt = self.request.retries
-            if attempt + 1 >= settings.max_transient_attempts:
+            failures = runtime.store.count_failure(resource_kind, rid) if exc.counts else 0
+            if failures >= settings.max_transient_attempts:
                 runtime.reconciler.give_up(
-                    resource_kind, rid, f"{exc.reason} (gave up after {attempt + 1} attempts)"
+                    resource_kind, rid, f"{exc.reason} (gave up after {failures} attempts)"
                 )
                 return "failed"
             countdown = backoff_s(
-                attempt, settings.retry_backoff_base_s, settings.retry_backoff_max_s
+                max(failures, 1), settings.retry_backoff_base_s, settings.retry_backoff_max_s
             )
+            if exc.after_s is not None:
+                countdown = min(max(countdown, exc.after_s), settings.retry_backoff_max_s)
             # The dirty mark's score moves past the retry, so the sweeper leaves it alone.
             runtime.store.touch_dirty(resource_kind, rid, time.time() + countdown)
             log.info("retrying %s %s in %.1fs: %s", kind, rid, countdown, exc.reason)
