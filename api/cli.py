@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -244,6 +245,86 @@ def _stop(processes: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> None:
             process.wait()
 
 
+# status and dlq ------------------------------------------------------------------------------
+def _operator_runtime() -> Any:
+    from workers.runtime import Runtime
+
+    return Runtime(_settings())
+
+
+def show_status(as_json: bool) -> None:
+    """Backlog, oldest pending change, dead letters, circuit, workers, queues."""
+    from workers.operations import status
+
+    runtime = _operator_runtime()
+    current = status(runtime.store, runtime.guard)
+    if as_json:
+        print(json.dumps(current.to_dict(), indent=2))
+        return
+    circuit = current.circuit
+    age = (
+        f"{current.oldest_pending_age_s:.1f} s" if current.oldest_pending_age_s is not None else "-"
+    )
+    rows = [
+        ("backlog (resources with unfinished changes)", str(current.backlog)),
+        ("oldest pending change", f"{current.oldest_pending or '-'} ({age})"),
+        ("dead letters", str(current.dead_letters)),
+        (
+            "circuit breaker",
+            f"{circuit['state']} ({circuit['consecutive_failures']} consecutive failures, "
+            f"opened {circuit['opens']} times)",
+        ),
+        ("legacy calls in flight", str(current.legacy_calls_in_flight)),
+        ("workers seen", ", ".join(f"{h} ({c})" for h, c in current.workers.items()) or "none"),
+        (
+            "queue scim-bridge",
+            f"{current.queue_length} waiting, {current.unacknowledged} unacknowledged",
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+
+
+def dead_letters(action: str, member: str | None, reason: str | None, as_json: bool) -> None:
+    """``dlq list|show|retry|drop``."""
+    from workers.operations import DeadLetterError, drop, retry
+
+    runtime = _operator_runtime()
+    store = runtime.store
+    try:
+        if action == "list":
+            entries = store.dead_letters()
+            if as_json:
+                print(json.dumps(entries, indent=2))
+                return
+            if not entries:
+                print("the dead-letter store is empty")
+            for name, entry in sorted(entries.items(), key=lambda item: item[1].get("at", 0)):
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.get("at", 0)))
+                print(f"{name}  {when}Z  {entry.get('operation')}  {entry.get('error')}")
+        elif action == "show":
+            assert member is not None
+            print(json.dumps(store.dead_letters().get(member) or {}, indent=2))
+            if member not in store.dead_letters():
+                raise DeadLetterError(f"{member} is not in the dead-letter store")
+        elif action == "retry":
+            assert member is not None
+            from workers.celery_app import create_celery
+            from workers.tasks import RECONCILE
+
+            kind, rid = retry(store, member)
+            create_celery(runtime.settings).send_task(RECONCILE, args=[kind.value, rid])
+            print(f"{member} re-queued")
+        elif action == "drop":
+            assert member is not None and reason
+            drop(store, member, reason)
+            print(f"{member} dropped: {reason}")
+    except DeadLetterError as exc:
+        print(f"scim-bridge: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 # main ----------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``scim-bridge`` console script."""
@@ -268,6 +349,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     from api import check
 
     check.add_arguments(commands.add_parser("check", help=check.HELP, description=check.HELP))
+    p_status = commands.add_parser("status", help="backlog, dead letters, circuit, workers, queues")
+    p_status.add_argument("--json", action="store_true")
+    p_dlq = commands.add_parser("dlq", help="the dead-letter store")
+    dlq_actions = p_dlq.add_subparsers(dest="action", required=True)
+    p_list = dlq_actions.add_parser("list", help="every dead-lettered change")
+    p_list.add_argument("--json", action="store_true")
+    for name, text in (("show", "one entry"), ("retry", "re-queue after fixing the cause")):
+        sub = dlq_actions.add_parser(name, help=text)
+        sub.add_argument("member", help="as listed, e.g. u:5f3c...")
+    p_drop = dlq_actions.add_parser("drop", help="give up: keep the applied state, record why")
+    p_drop.add_argument("member")
+    p_drop.add_argument("--reason", required=True)
     args = parser.parse_args(argv)
     if args.command == "dev":
         dev(args.port, args.data_dir)
@@ -277,6 +370,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         worker(args.concurrency, args.loglevel)
     elif args.command == "beat":
         beat(args.schedule, args.loglevel)
+    elif args.command == "status":
+        show_status(args.json)
+    elif args.command == "dlq":
+        dead_letters(
+            args.action,
+            getattr(args, "member", None),
+            getattr(args, "reason", None),
+            getattr(args, "json", False),
+        )
     elif args.command == "check":
         raise SystemExit(check.run(args))
 

@@ -16,6 +16,7 @@ This module is the only code that knows the key layout (``{p}`` is ``key_prefix`
                                    field when it is an extension attribute), lower-cased
     {p}:seq                 string creation sequence
     {p}:dirty               zset   "{k}:{id}" -> last time a task was published for it
+    {p}:pending             zset   "{k}:{id}" -> when its unfinished change began
     {p}:dlq                 hash   "{k}:{id}" -> dead-letter entry (JSON)
     {p}:out:{k}:{id}:{v}    list   outcome of version v, for the api waiting on it (expires)
     {p}:lock:{k}:{id}       string per-resource reconcile lock (token, expires)
@@ -40,7 +41,7 @@ from typing import Any, cast
 import redis
 
 _WRITE = """
-local h, order, mod, dirty, seqkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local h, order, mod, dirty, seqkey, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, expected, doc, score = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local claims, releases = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
 local adds, removes = cjson.decode(ARGV[7]), cjson.decode(ARGV[8])
@@ -79,17 +80,19 @@ if mode == 'write' then
   redis.call('HSET', h, 'st', 'pending')
   redis.call('HSETNX', h, 'ds', now)
   redis.call('ZADD', dirty, now, member)
+  redis.call('ZADD', pending, 'NX', now, member)
 else
   -- a rollback: desired is the applied state again
   redis.call('HSET', h, 'st', 'failed', 'av', version)
   redis.call('HDEL', h, 'ds', 'pw', 'pwv', 'fails')
   redis.call('ZREM', dirty, member)
+  redis.call('ZREM', pending, member)
 end
 return {'ok', tostring(version)}
 """
 
 _SETTLE = """
-local h, dirty = KEYS[1], KEYS[2]
+local h, dirty, pending = KEYS[1], KEYS[2], KEYS[3]
 local version, applied, legacy_key, pwh, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if redis.call('EXISTS', h) == 0 then return 'gone' end
 redis.call('HSET', h, 'av', version, 'app', applied, 'lk', legacy_key)
@@ -99,6 +102,7 @@ local pwv = tonumber(redis.call('HGET', h, 'pwv') or '-1')
 if pwv >= 0 and pwv <= tonumber(version) then redis.call('HDEL', h, 'pw', 'pwv') end
 if redis.call('HGET', h, 'v') ~= version then return 'moved' end
 redis.call('ZREM', dirty, member)
+redis.call('ZREM', pending, member)
 if redis.call('HGET', h, 'del') == '1' then
   redis.call('DEL', h)
   return 'purged'
@@ -109,7 +113,7 @@ return 'settled'
 """
 
 _PURGE = """
-local h, order, mod, dirty = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local h, order, mod, dirty, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, expected, member = ARGV[1], ARGV[2], ARGV[3]
 local releases, removes = cjson.decode(ARGV[4]), cjson.decode(ARGV[5])
 if redis.call('HGET', h, 'v') ~= expected then return 'moved' end
@@ -121,6 +125,7 @@ redis.call('DEL', h)
 redis.call('ZREM', order, id)
 redis.call('ZREM', mod, id)
 redis.call('ZREM', dirty, member)
+redis.call('ZREM', pending, member)
 return 'purged'
 """
 
@@ -304,6 +309,11 @@ class ReadModel:
         return f"{self.prefix}:dirty"
 
     @property
+    def pending_key(self) -> str:
+        """Unfinished changes scored by when they became pending (for the oldest one's age)."""
+        return f"{self.prefix}:pending"
+
+    @property
     def dlq_key(self) -> str:
         """The dead-letter store."""
         return f"{self.prefix}:dlq"
@@ -462,6 +472,7 @@ class ReadModel:
                 self._mod(kind),
                 self.dirty_key,
                 f"{self.prefix}:seq",
+                self.pending_key,
             ],
             args=[
                 rid,
@@ -495,7 +506,13 @@ class ReadModel:
             self._mv(kind, a, v) for a, v in lookup_values(self.lookups[kind], snapshot.desired)
         ]
         result = self._purge(
-            keys=[self._h(kind, rid), self._order(kind), self._mod(kind), self.dirty_key],
+            keys=[
+                self._h(kind, rid),
+                self._order(kind),
+                self._mod(kind),
+                self.dirty_key,
+                self.pending_key,
+            ],
             args=[
                 rid,
                 snapshot.version,
@@ -523,7 +540,7 @@ class ReadModel:
         meanwhile: reconcile again) or ``gone``.
         """
         result = self._settle(
-            keys=[self._h(kind, rid), self.dirty_key],
+            keys=[self._h(kind, rid), self.dirty_key, self.pending_key],
             args=[
                 version,
                 dumps(applied) if applied is not None else "",
@@ -575,10 +592,10 @@ class ReadModel:
         """How many resources have unfinished changes."""
         return self.redis.zcard(self.dirty_key)
 
-    def oldest_dirty(self) -> tuple[str, float] | None:
-        """The dirty member with the oldest mark, and its score."""
+    def oldest_pending(self) -> tuple[str, float] | None:
+        """The resource pending the longest, and since when (epoch seconds)."""
         found = cast(
-            list[tuple[bytes, float]], self.redis.zrange(self.dirty_key, 0, 0, withscores=True)
+            list[tuple[bytes, float]], self.redis.zrange(self.pending_key, 0, 0, withscores=True)
         )
         return (found[0][0].decode(), found[0][1]) if found else None
 
