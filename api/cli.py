@@ -41,23 +41,40 @@ def _require_password_key(settings: Settings) -> None:
 
 
 # serve ---------------------------------------------------------------------------------------
-def serve(port: int, host: str, workers: int | None, threads: int) -> None:
-    """The api under gunicorn with gthread workers."""
+def serve(
+    port: int | None, host: str, workers: int | None, threads: int, config: Path | None = None
+) -> None:
+    """The api under gunicorn with gthread workers.
+
+    ``config`` is a gunicorn configuration file (such as ``deploy/gunicorn.conf.py``); its
+    values come first, and only ``--port``/``--host``/``--workers`` given here override them.
+    """
     from gunicorn.app.base import BaseApplication
 
     settings = _settings()
     _require_password_key(settings)
+    bind = f"{host}:{port or int(os.environ.get('SCIM_BRIDGE_PORT', '8080'))}"
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
+            if config is not None:
+                self.load_config_from_file(str(config))
+                if port is not None:
+                    self.cfg.set("bind", bind)
+                if workers:
+                    self.cfg.set("workers", workers)
+                return
+            self.cfg.set("bind", bind)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("workers", workers or max(2, os.cpu_count() or 1))
             self.cfg.set("threads", threads)
             # A worker must never be killed while a request is inside the budget.
             self.cfg.set("timeout", int(settings.timeout_budget_s) + 10)
-            self.cfg.set("graceful_timeout", int(settings.confirm_wait_s) + 5)
-            self.cfg.set("keepalive", 30)
+            # Let in-flight writes finish their confirmation wait on a restart.
+            self.cfg.set("graceful_timeout", int(settings.timeout_budget_s) + 5)
+            self.cfg.set("keepalive", 75)
+            self.cfg.set("max_requests", 100_000)
+            self.cfg.set("max_requests_jitter", 10_000)
             self.cfg.set("loglevel", settings.log_level.lower())
 
         def load(self) -> Any:
@@ -340,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens
     p_serve.add_argument("--workers", type=int, default=None)
     p_serve.add_argument("--threads", type=int, default=16)
+    p_serve.add_argument("--config", type=Path, default=None, help="a gunicorn config file")
     p_worker = commands.add_parser("worker", help="run a Celery worker")
     p_worker.add_argument("--concurrency", type=int, default=None)
     p_worker.add_argument("--loglevel", default="INFO")
@@ -365,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "dev":
         dev(args.port, args.data_dir)
     elif args.command == "serve":
-        serve(args.port, args.host, args.workers, args.threads)
+        serve(args.port, args.host, args.workers, args.threads, args.config)
     elif args.command == "worker":
         worker(args.concurrency, args.loglevel)
     elif args.command == "beat":
