@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import runpy
 import json
 import os
 import secrets
@@ -58,7 +59,9 @@ def serve(
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             if config is not None:
-                self.load_config_from_file(str(config))
+                for name, value in runpy.run_path(str(config)).items():
+                    if name in self.cfg.settings:
+                        self.cfg.set(name.lower(), value)
                 if port is not None:
                     self.cfg.set("bind", bind)
                 if workers:
@@ -352,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_dev.add_argument("--data-dir", type=Path, default=Path(".scim-bridge"))
     p_serve = commands.add_parser("serve", help="run the api under gunicorn")
     p_serve.add_argument(
-        "--port", type=int, default=int(os.environ.get("SCIM_BRIDGE_PORT", "8080"))
+        "--port", type=int, default=None, help="default: $SCIM_BRIDGE_PORT or 8080"
     )
     p_serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens
     p_serve.add_argument("--workers", type=int, default=None)
