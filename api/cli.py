@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 import argparse
-import runpy
 import json
 import os
+import runpy
 import secrets
 import shutil
 import signal
