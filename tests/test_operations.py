@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import threading
 import time
 
 import falcon.testing
-import redis
 
 from adapters.errors import TransientError
-from adapters.memory import MemoryAdapter
 from adapters.port import Deadline
 from api.app import create_app
 from api.cli import main
@@ -66,10 +65,8 @@ def test_the_breaker_opens_fails_fast_probes_and_closes(store, legacy):
         raise TransientError("connection refused")
 
     for _ in range(3):
-        try:
+        with contextlib.suppress(TransientError):
             guard.call("create_user", Deadline.after(5), failing)
-        except TransientError:
-            pass
     assert guard.breaker().state == "open"
     calls = []
     try:
@@ -84,29 +81,54 @@ def test_the_breaker_opens_fails_fast_probes_and_closes(store, legacy):
 
 
 def test_backpressure_refuses_writes_with_503_and_keeps_reads(settings, store, legacy, publisher):
-    tight = make_settings(settings.redis_url, settings.password_key.get_secret_value(), max_backlog=2)
-    client = falcon.testing.TestClient(create_app(tight, store=store, publish=lambda k, r: None), headers={"Authorization": TOKEN})
-    quick = make_settings(settings.redis_url, settings.password_key.get_secret_value(), confirm_wait_s=0.0)
-    accepted = falcon.testing.TestClient(create_app(quick, store=store, publish=lambda k, r: None), headers={"Authorization": TOKEN})
-    ids = [accepted.simulate_post(USERS, json=user_body(f"p{i}@example.com")).json["id"] for i in range(2)]
+    tight = make_settings(
+        settings.redis_url, settings.password_key.get_secret_value(), max_backlog=2
+    )
+    client = falcon.testing.TestClient(
+        create_app(tight, store=store, publish=lambda k, r: None), headers={"Authorization": TOKEN}
+    )
+    quick = make_settings(
+        settings.redis_url, settings.password_key.get_secret_value(), confirm_wait_s=0.0
+    )
+    accepted = falcon.testing.TestClient(
+        create_app(quick, store=store, publish=lambda k, r: None), headers={"Authorization": TOKEN}
+    )
+    ids = [
+        accepted.simulate_post(USERS, json=user_body(f"p{i}@example.com")).json["id"]
+        for i in range(2)
+    ]
     refused = client.simulate_post(USERS, json=user_body("over@example.com"))
     assert refused.status_code == 503
     assert int(refused.headers["Retry-After"]) >= 1
     assert "not accepted" in refused.json["detail"]
     assert store.find_unique(Kind.USER, "userName", "over@example.com") is None
     assert client.simulate_get(f"{USERS}/{ids[0]}").status_code == 200
-    assert client.simulate_put(f"{USERS}/{ids[0]}", json=user_body("p0@example.com", active=False)).status_code == 503
+    assert (
+        client.simulate_put(
+            f"{USERS}/{ids[0]}", json=user_body("p0@example.com", active=False)
+        ).status_code
+        == 503
+    )
 
 
 def test_redis_unreachable_gives_a_503_scim_error_within_a_second(settings, legacy):
     from tests.conftest import free_port
 
-    dead = make_settings(f"redis://127.0.0.1:{free_port()}/0", settings.password_key.get_secret_value())
+    dead = make_settings(
+        f"redis://127.0.0.1:{free_port()}/0", settings.password_key.get_secret_value()
+    )
     from workers.runtime import Runtime
 
     runtime = Runtime(dead)
-    client = falcon.testing.TestClient(create_app(dead, store=runtime.store, publish=lambda k, r: None), headers={"Authorization": TOKEN})
-    for method, path, body in (("GET", f"{USERS}/x", None), ("GET", USERS, None), ("POST", USERS, user_body())):
+    client = falcon.testing.TestClient(
+        create_app(dead, store=runtime.store, publish=lambda k, r: None),
+        headers={"Authorization": TOKEN},
+    )
+    for method, path, body in (
+        ("GET", f"{USERS}/x", None),
+        ("GET", USERS, None),
+        ("POST", USERS, user_body()),
+    ):
         started = time.monotonic()
         response = client.simulate_request(method, path, json=body)
         assert response.status_code == 503, response.text
@@ -117,8 +139,12 @@ def test_redis_unreachable_gives_a_503_scim_error_within_a_second(settings, lega
 
 
 def test_status_and_the_dead_letter_store(client, legacy, store, capsys, settings, monkeypatch):
-    for name, value in {"SCIM_BRIDGE_REDIS_URL": settings.redis_url, "SCIM_BRIDGE_AUTH_HEADER_VALUE": TOKEN,
-                        "SCIM_BRIDGE_PASSWORD_KEY": settings.password_key.get_secret_value(), "SCIM_BRIDGE_ADAPTER": "memory"}.items():
+    for name, value in {
+        "SCIM_BRIDGE_REDIS_URL": settings.redis_url,
+        "SCIM_BRIDGE_AUTH_HEADER_VALUE": TOKEN,
+        "SCIM_BRIDGE_PASSWORD_KEY": settings.password_key.get_secret_value(),
+        "SCIM_BRIDGE_ADAPTER": "memory",
+    }.items():
         monkeypatch.setenv(name, value)
     legacy.adapter.refuse["refused@example.com"] = "no such department"
     assert client.simulate_post(USERS, json=user_body("refused@example.com")).status_code == 400
@@ -130,7 +156,7 @@ def test_status_and_the_dead_letter_store(client, legacy, store, capsys, setting
     assert "dead letters" in capsys.readouterr().out
     main(["dlq", "list", "--json"])
     entries = json.loads(capsys.readouterr().out)
-    (member, entry), = entries.items()
+    ((member, entry),) = entries.items()
     assert entry["error"] == "no such department" and entry["operation"] == "create"
     # The operator fixes the cause, then retries: the user is created.
     legacy.adapter.refuse.clear()
@@ -141,7 +167,9 @@ def test_status_and_the_dead_letter_store(client, legacy, store, capsys, setting
     # A refused update, dropped: the read model keeps the applied state.
     rid = member.split(":", 1)[1]
     legacy.adapter.refuse["refused@example.com"] = "title too long"
-    response = client.simulate_put(f"{USERS}/{rid}", json=user_body("refused@example.com", title="x" * 50))
+    response = client.simulate_put(
+        f"{USERS}/{rid}", json=user_body("refused@example.com", title="x" * 50)
+    )
     assert response.status_code == 400
     main(["dlq", "drop", member, "--reason", "title not supported"])
     assert store.dead_letters() == {}
@@ -156,7 +184,9 @@ def test_a_poison_change_is_dead_lettered_instead_of_looping(client, legacy, sto
     # Each earlier start of this change killed its worker before it finished.
     for _ in range(5):
         store.begin_attempt(Kind.USER, rid)
-    response = client.simulate_put(f"{USERS}/{rid}", json=user_body("poison@example.com", displayName="boom"))
+    response = client.simulate_put(
+        f"{USERS}/{rid}", json=user_body("poison@example.com", displayName="boom")
+    )
     assert response.status_code == 400
     assert "poison" in response.json["detail"]
     assert "poison" in store.dead_letters()[f"u:{rid}"]["error"]
