@@ -51,7 +51,7 @@ class QueueCollector(Collector):
         backlog = GaugeMetricFamily("scim_bridge_backlog", "Resources with changes not yet applied")
         backlog.add_metric([], store.backlog())
         yield backlog
-        oldest = store.oldest_dirty()
+        oldest = store.oldest_pending()
         age = GaugeMetricFamily(
             "scim_bridge_oldest_pending_age_seconds", "Age of the oldest dirty mark"
         )
