@@ -190,3 +190,16 @@ def test_a_poison_change_is_dead_lettered_instead_of_looping(client, legacy, sto
     assert response.status_code == 400
     assert "poison" in response.json["detail"]
     assert "poison" in store.dead_letters()[f"u:{rid}"]["error"]
+
+
+def test_metrics_show_the_queue_figures(client, legacy):
+    response = client.simulate_get("/metrics")
+    assert response.status_code == 200
+    for name in (
+        "scim_bridge_backlog",
+        "scim_bridge_oldest_pending_age_seconds",
+        "scim_bridge_dead_letters",
+        "scim_bridge_queue_length",
+        "scim_bridge_worker_capacity",
+    ):
+        assert name in response.text

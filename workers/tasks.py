@@ -35,7 +35,8 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
     """Register scim-bridge's tasks on ``app``; they use ``runtime``'s collaborators."""
     settings = runtime.settings
 
-    @app.task(name=RECONCILE, bind=True, max_retries=None)
+    # shared=False: each app keeps its own tasks, bound to its own runtime.
+    @app.task(name=RECONCILE, bind=True, max_retries=None, shared=False)
     def reconcile(self: Task[Any, Any], kind: str, rid: str) -> str:
         """Reconcile one resource with the legacy application."""
         resource_kind = Kind(kind)
@@ -61,7 +62,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
             reconcile.apply_async(args=(kind, rid))
         return result.status
 
-    @app.task(name=SWEEP)
+    @app.task(name=SWEEP, shared=False)
     def sweep() -> int:
         """Re-publish dirty resources whose task was lost (the dirty set is the truth)."""
         now = time.time()
