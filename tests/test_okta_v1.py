@@ -276,3 +276,17 @@ def test_patch_is_not_offered_in_scim_1_1(agent, legacy):
     rid = agent.post("/Users", json=okta_user()).json["id"]
     response = agent.request("PATCH", f"/Users/{rid}", json={"Operations": []})
     assert response.status_code == 405
+
+
+def test_the_unique_user_field_can_be_an_extension_attribute_and_is_indexed(settings, legacy, publisher):
+    from tests.conftest import make_settings
+    from workers.runtime import Runtime
+
+    field = f"{CUSTOM}:departmentName"
+    custom = make_settings(settings.redis_url, settings.password_key.get_secret_value(), unique_user_field=field)
+    store = Runtime(custom).store
+    agent = StrictV1Client(create_app(custom, store=store, publish=publisher))
+    rid = agent.post("/Users", json=okta_user("dept@example.com", **{CUSTOM: {"departmentName": "Finance"}})).json["id"]
+    assert store.redis.smembers(f"sb:u:mv:{field}:finance") == {rid.encode()}
+    query = f"filter={CUSTOM}:departmentName%20eq%20%22FINANCE%22&startIndex=1&count=100"
+    assert [r["id"] for r in agent.get("/Users", query_string=query).json["Resources"]] == [rid]
