@@ -87,6 +87,8 @@ class RedisServer:
                 "yes",
                 "--appendfsync",
                 "everysec",
+                "--hash-max-ziplist-value",
+                "4096",
                 "--dir",
                 str(self.directory),
             ],

@@ -183,7 +183,7 @@ def test_a_poison_change_is_dead_lettered_instead_of_looping(client, legacy, sto
     wait_until(lambda: store.backlog() == 0)
     # Each earlier start of this change killed its worker before it finished.
     for _ in range(5):
-        store.begin_attempt(Kind.USER, rid)
+        store.redis.hincrby(f"sb:u:{rid}", "starts", 1)
     response = client.simulate_put(
         f"{USERS}/{rid}", json=user_body("poison@example.com", displayName="boom")
     )

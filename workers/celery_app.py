@@ -68,8 +68,8 @@ def create_celery(
         worker_soft_shutdown_timeout=settings.legacy_deadline_s + 2,
         worker_enable_soft_shutdown_on_idle=True,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
         beat_schedule={
             "sweep-dirty-resources": {"task": SWEEP, "schedule": settings.sweep_interval_s},
         },

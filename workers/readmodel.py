@@ -6,7 +6,8 @@ This module is the only code that knows the key layout (``{p}`` is ``key_prefix`
     {p}:{k}:{id}            hash   doc (desired, SCIM 2.0 JSON), doc1 (the same in SCIM 1.1,
                                    absent after a rollback), v (desired version), del (1 = deleted),
                                    seq, st (pending|applied|failed), ds (dirty since),
-                                   app (applied JSON), av (applied version), lk (legacy key),
+                                   app (applied JSON, or "=" when it is doc), av (applied
+                                   version), lk (legacy key), starts (reconciliations begun),
                                    pw/pwv (pending password, encrypted, and its version),
                                    pwh (salted hash of the last password pushed), err
     {p}:{k}:order           zset   creation sequence -> id: the stable paging order
@@ -59,6 +60,9 @@ for _, c in ipairs(claims) do redis.call('HSET', c[1], c[2], id) end
 for _, s in ipairs(removes) do redis.call('SREM', s, id) end
 for _, s in ipairs(adds) do redis.call('SADD', s, id) end
 local version = current + 1
+if redis.call('HGET', h, 'app') == '=' then
+  redis.call('HSET', h, 'app', redis.call('HGET', h, 'doc'))
+end
 if doc == '' then
   redis.call('HSET', h, 'v', version, 'del', '1', 'doc', '')
   redis.call('HDEL', h, 'doc1')
@@ -83,7 +87,7 @@ if mode == 'write' then
   redis.call('ZADD', pending, 'NX', now, member)
 else
   -- a rollback: desired is the applied state again
-  redis.call('HSET', h, 'st', 'failed', 'av', version)
+  redis.call('HSET', h, 'st', 'failed', 'av', version, 'app', '=')
   redis.call('HDEL', h, 'ds', 'pw', 'pwv', 'fails')
   redis.call('ZREM', dirty, member)
   redis.call('ZREM', pending, member)
@@ -95,12 +99,15 @@ _SETTLE = """
 local h, dirty, pending = KEYS[1], KEYS[2], KEYS[3]
 local version, applied, legacy_key, pwh, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if redis.call('EXISTS', h) == 0 then return 'gone' end
-redis.call('HSET', h, 'av', version, 'app', applied, 'lk', legacy_key)
+local current = redis.call('HGET', h, 'v') == version
+-- '=' means "the applied state is the desired document": most resources are settled, and the
+-- marker saves a second copy of every document (the write script copies it out before a change).
+redis.call('HSET', h, 'av', version, 'app', current and '=' or applied, 'lk', legacy_key)
 redis.call('HDEL', h, 'err')
 if pwh ~= '' then redis.call('HSET', h, 'pwh', pwh) end
 local pwv = tonumber(redis.call('HGET', h, 'pwv') or '-1')
 if pwv >= 0 and pwv <= tonumber(version) then redis.call('HDEL', h, 'pw', 'pwv') end
-if redis.call('HGET', h, 'v') ~= version then return 'moved' end
+if not current then return 'moved' end
 redis.call('ZREM', dirty, member)
 redis.call('ZREM', pending, member)
 if redis.call('HGET', h, 'del') == '1' then
@@ -127,6 +134,25 @@ redis.call('ZREM', mod, id)
 redis.call('ZREM', dirty, member)
 redis.call('ZREM', pending, member)
 return 'purged'
+"""
+
+# Take the per-resource lock, count the start, and read the resource: one round trip.
+_CLAIM = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {1, 0} end
+local starts = redis.call('HINCRBY', KEYS[2], 'starts', 1)
+return {1, starts, redis.call('HGETALL', KEYS[2])}
+"""
+
+# Let go of the lock, close the attempt, fold in the duration, and report the version now.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('HDEL', KEYS[2], 'starts')
+local previous = tonumber(redis.call('HGET', KEYS[3], 'reconcile_s'))
+local seconds = tonumber(ARGV[2])
+if previous then seconds = 0.8 * previous + 0.2 * seconds end
+redis.call('HSET', KEYS[3], 'reconcile_s', tostring(seconds))
+return tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
 """
 
 # Counters of a resource that must not bring a purged resource back to life.
@@ -286,6 +312,8 @@ class ReadModel:
         self._purge = client.register_script(_PURGE)
         self._unlock = client.register_script(_UNLOCK)
         self._count = client.register_script(_COUNT)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
 
     # Keys ---------------------------------------------------------------------------------------
     def _h(self, kind: Kind, rid: str) -> str:
@@ -353,6 +381,10 @@ class ReadModel:
     def snapshot(self, kind: Kind, rid: str) -> Snapshot:
         """Everything stored for a resource (one round trip)."""
         fields = cast(dict[bytes, bytes], self.redis.hgetall(self._h(kind, rid)))
+        return self._snapshot(kind, rid, fields)
+
+    @staticmethod
+    def _snapshot(kind: Kind, rid: str, fields: dict[bytes, bytes]) -> Snapshot:
         snap = Snapshot(kind, rid)
         if not fields:
             return snap
@@ -363,7 +395,10 @@ class ReadModel:
         snap.desired = json.loads(doc) if doc else None
         snap.version = int(text.get("v", b"0"))
         app = text.get("app")
-        snap.applied = json.loads(app) if app else None
+        if app == b"=":
+            snap.applied = json.loads(doc) if doc else None
+        else:
+            snap.applied = json.loads(app) if app else None
         snap.applied_version = int(text.get("av", b"0"))
         snap.legacy_key = text["lk"].decode() if text.get("lk") else None
         snap.state = text["st"].decode() if "st" in text else None
@@ -375,10 +410,36 @@ class ReadModel:
         snap.dirty_since = float(text["ds"]) if "ds" in text else None
         return snap
 
-    def version(self, kind: Kind, rid: str) -> int:
-        """The desired version of a resource (0 when absent)."""
-        value = self.redis.hget(self._h(kind, rid), "v")
-        return int(value) if value is not None else 0
+    def claim(self, kind: Kind, rid: str, token: str, ttl_s: float) -> tuple[bool, int, Snapshot]:
+        """Take the reconcile lock, count the start and read the resource, atomically.
+
+        Returns (acquired, starts, snapshot); ``starts`` counts reconciliations begun and not
+        released, so a value that keeps growing means each one lost its worker.
+        """
+        result = self._claim(
+            keys=[f"{self.prefix}:lock:{kind}:{rid}", self._h(kind, rid)],
+            args=[token, int(ttl_s * 1000)],
+        )
+        if not result[0]:
+            return False, 0, Snapshot(kind, rid)
+        if len(result) < 3:
+            return True, 0, Snapshot(kind, rid)
+        flat = result[2]
+        fields = {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+        return True, int(result[1]), self._snapshot(kind, rid, fields)
+
+    def release(self, kind: Kind, rid: str, token: str, duration_s: float) -> int:
+        """Release the lock, close the attempt, record the duration; the version now."""
+        return int(
+            self._release(
+                keys=[
+                    f"{self.prefix}:lock:{kind}:{rid}",
+                    self._h(kind, rid),
+                    f"{self.prefix}:stats",
+                ],
+                args=[token, repr(duration_s)],
+            )
+        )
 
     def find_unique(self, kind: Kind, attribute: str, value: str) -> str | None:
         """The id holding a unique value, or None."""
@@ -551,14 +612,6 @@ class ReadModel:
         )
         return cast(bytes, result).decode()
 
-    def begin_attempt(self, kind: Kind, rid: str) -> int:
-        """Count a reconciliation's start; a count that keeps growing marks a poison change."""
-        return int(self._count(keys=[self._h(kind, rid)], args=["starts"]))
-
-    def end_attempt(self, kind: Kind, rid: str) -> None:
-        """The reconciliation finished (in any way but a lost worker)."""
-        self.redis.hdel(self._h(kind, rid), "starts")  # HDEL never creates a key
-
     def count_failure(self, kind: Kind, rid: str) -> int:
         """Count a transient failure of the current change; reset when it settles."""
         return int(self._count(keys=[self._h(kind, rid)], args=["fails"]))
@@ -644,13 +697,6 @@ class ReadModel:
         return list(json.loads(raw)) if raw else None
 
     # Capacity, for the backlog estimate --------------------------------------------------------
-    def record_duration(self, seconds: float) -> None:
-        """Fold one reconciliation's duration into the moving average."""
-        key = f"{self.prefix}:stats"
-        previous = self.redis.hget(key, "reconcile_s")
-        average = seconds if previous is None else 0.8 * float(previous) + 0.2 * seconds
-        self.redis.hset(key, "reconcile_s", repr(average))
-
     def average_duration(self) -> float | None:
         """Moving average of a reconciliation's duration, if any was recorded."""
         value = self.redis.hget(f"{self.prefix}:stats", "reconcile_s")

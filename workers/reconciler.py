@@ -107,46 +107,37 @@ class Reconciler:
         after the last pass, and the task of that write may have found the lock taken.
         """
         token = uuid.uuid4().hex
-        if not self.store.acquire_lock(kind, rid, token, self.lock_ttl_s):
+        acquired, starts, snap = self.store.claim(kind, rid, token, self.lock_ttl_s)
+        if not acquired:
             # Another task holds the lock; it re-reads desired state after it lets go.
             return Result("locked")
         started = time.monotonic()
         operations: list[str] = []
         status, seen = "requeue", 0
         try:
-            starts = self.store.begin_attempt(kind, rid)
+            if not snap.exists:
+                return Result("gone")
             if starts > self.max_starts:
-                # Started this many times and never finished: each start killed its worker.
-                snap = self.store.snapshot(kind, rid)
-                if snap.exists:
-                    self._fail(
-                        snap,
-                        PermanentError(
-                            f"poison change: started {starts - 1} times without finishing "
-                            "(the worker was lost each time)"
-                        ),
-                        operations,
-                    )
-                self.store.end_attempt(kind, rid)
+                # Begun this many times and never finished: each start lost its worker.
+                reason = (
+                    f"poison change: started {starts - 1} times without finishing "
+                    "(the worker was lost each time)"
+                )
+                self._fail(snap, PermanentError(reason), operations)
                 return Result("failed", tuple(operations))
             for _ in range(_MAX_PASSES):
-                snap = self.store.snapshot(kind, rid)
-                if not snap.exists:
-                    return Result("gone", tuple(operations))
                 seen = snap.version
                 status = self._pass(snap, operations)
                 if status != "moved":
                     break
-            self.store.end_attempt(kind, rid)
-        except RetryLater:
-            self.store.end_attempt(kind, rid)
-            raise
+                snap = self.store.snapshot(kind, rid)
+                if not snap.exists:
+                    return Result("gone", tuple(operations))
         finally:
-            self.store.release_lock(kind, rid, token)
-            self.store.record_duration(time.monotonic() - started)
+            version_now = self.store.release(kind, rid, token, time.monotonic() - started)
         # A refused change rolled the read model back, which is one version more.
         settled_version = seen + 1 if status == "failed" else seen
-        if status == "moved" or self.store.version(kind, rid) > settled_version:
+        if status == "moved" or version_now > settled_version:
             return Result("requeue", tuple(operations))
         return Result(status, tuple(operations))
 

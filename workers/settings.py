@@ -117,6 +117,8 @@ class Settings(BaseSettings):
 
     # Processes --------------------------------------------------------------------------------
     worker_concurrency: int = Field(4, ge=1)
+    task_events: bool = False
+    """Celery task events, for Flower; they cost a publish per task state change."""
     log_level: str = "INFO"
 
     @classmethod
