@@ -34,8 +34,9 @@ from workers.readmodel import (
     Snapshot,
     UniquenessConflict,
     VersionConflict,
+    now_iso,
 )
-from workers.reconciler import now_iso, profile
+from workers.reconciler import profile
 
 log = logging.getLogger("scim_bridge.api.writes")
 

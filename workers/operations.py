@@ -12,7 +12,6 @@ from typing import Any, cast
 
 from workers.guard import LegacyGuard
 from workers.readmodel import Kind, ReadModel, UniquenessConflict, VersionConflict
-from workers.reconciler import now_iso
 from workers.tasks import QUEUE
 
 
@@ -77,22 +76,9 @@ def retry(store: ReadModel, member: str) -> tuple[Kind, str]:
     desired = entry.get("desired")
     for _ in range(5):
         snap = store.snapshot(kind, rid)
-        doc = None
-        if desired is not None and entry.get("operation") != "delete":
-            doc = dict(desired)
-            doc["meta"] = dict(doc.get("meta") or {}) | {
-                "lastModified": now_iso(),
-                "version": f'W/"{snap.version + 1}"',
-            }
+        doc = desired if entry.get("operation") != "delete" else None
         try:
-            store.write_desired(
-                kind,
-                rid,
-                doc,
-                previous=snap.desired,
-                expected_version=snap.version,
-                last_modified=time.time(),
-            )
+            store.write_next(snap, doc)
         except VersionConflict:
             continue
         except UniquenessConflict as conflict:
@@ -110,21 +96,8 @@ def drop(store: ReadModel, member: str, reason: str) -> None:
     kind, rid = store.parse_member(member)
     snap = store.snapshot(kind, rid)
     if snap.exists and snap.applied is not None and snap.desired != snap.applied:
-        restored = dict(snap.applied)
-        restored["meta"] = dict(restored.get("meta") or {}) | {
-            "lastModified": now_iso(),
-            "version": f'W/"{snap.version + 1}"',
-        }
         try:
-            store.write_desired(
-                kind,
-                rid,
-                restored,
-                previous=snap.desired,
-                expected_version=snap.version,
-                last_modified=time.time(),
-                rollback=True,
-            )
+            store.write_next(snap, snap.applied, rollback=True)
         except (VersionConflict, UniquenessConflict) as exc:
             raise DeadLetterError(f"cannot restore {member} to its applied state: {exc}") from None
     record = {"entry": entry, "reason": reason, "dropped_at": time.time()}

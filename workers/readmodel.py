@@ -36,6 +36,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 
@@ -285,6 +286,12 @@ class Outcome:
     def from_json(cls, raw: bytes | str) -> Outcome:
         """Parse from the outcome list."""
         return cls(**json.loads(raw))
+
+
+def now_iso() -> str:
+    """The current instant as SCIM writes it (UTC, milliseconds)."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 def dumps(doc: Mapping[str, Any]) -> str:
@@ -557,6 +564,31 @@ class ReadModel:
         if status == "conflict":
             raise UniquenessConflict(detail.rsplit(":", 1)[-1])
         return int(detail)
+
+    def write_next(
+        self, snap: Snapshot, doc: Mapping[str, Any] | None, *, rollback: bool = False
+    ) -> int:
+        """Store ``doc`` (None: deleted) as the version after ``snap``, its meta re-stamped.
+
+        For the workers' own writes (a rollback, an operator's retry or drop); raises
+        :class:`VersionConflict` when the resource moved since ``snap`` was read.
+        """
+        stamped = None
+        if doc is not None:
+            stamped = dict(doc)
+            stamped["meta"] = dict(stamped.get("meta") or {}) | {
+                "lastModified": now_iso(),
+                "version": f'W/"{snap.version + 1}"',
+            }
+        return self.write_desired(
+            snap.kind,
+            snap.id,
+            stamped,
+            previous=snap.desired,
+            expected_version=snap.version,
+            last_modified=time.time(),
+            rollback=rollback,
+        )
 
     def purge(self, kind: Kind, rid: str, snapshot: Snapshot) -> bool:
         """Remove a resource entirely (a create the legacy application refused)."""

@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from adapters.errors import ConflictError, PermanentError, TransientError
@@ -70,14 +69,6 @@ def member_ids(doc: Mapping[str, Any] | None) -> list[str]:
     """The user ids of a group document's members, in order, without duplicates."""
     values = (m.get("value") for m in (doc or {}).get("members") or ())
     return list(dict.fromkeys(v for v in values if isinstance(v, str)))
-
-
-def now_iso() -> str:
-    """The current instant as SCIM writes it (UTC, milliseconds)."""
-    return (
-        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{datetime.now(UTC).microsecond // 1000:03d}Z"
-    )
 
 
 class Reconciler:
@@ -316,19 +307,7 @@ class Reconciler:
             if snap.applied is None and snap.legacy_key is None:
                 self.store.purge(snap.kind, snap.id, snap)  # a refused create disappears
             else:
-                restored = dict(snap.applied or {})
-                meta = dict(restored.get("meta") or {})
-                meta.update(lastModified=now_iso(), version=f'W/"{snap.version + 1}"')
-                restored["meta"] = meta
-                self.store.write_desired(
-                    snap.kind,
-                    snap.id,
-                    restored,
-                    previous=snap.desired,
-                    expected_version=snap.version,
-                    last_modified=time.time(),
-                    rollback=True,
-                )
+                self.store.write_next(snap, snap.applied or {}, rollback=True)
         except VersionConflict:
             pass  # a newer desired state arrived; it is reconciled on its own
         except UniquenessConflict as conflict:
