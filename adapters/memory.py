@@ -29,6 +29,7 @@ class MemoryAdapter(LegacyAdapter):
         self.passwords: dict[str, str] = {}
         self._user_by_resource: dict[str, str] = {}
         self._group_by_resource: dict[str, str] = {}
+        self._user_by_name: dict[str, str] = {}  # lower-cased userName -> key
         self.calls: list[tuple[str, str]] = []
         self.refuse: dict[str, str] = {}
         """userName (lower-case) → message: creates and updates of that user are refused."""
@@ -47,10 +48,15 @@ class MemoryAdapter(LegacyAdapter):
             raise PermanentError(message)
 
     def _check_unique_user_name(self, user: ScimDocument, key: str | None) -> None:
-        wanted = str(user.get("userName", "")).lower()
-        for other_key, other in self.users.items():
-            if other_key != key and str(other.get("userName", "")).lower() == wanted:
-                raise ConflictError(f"login name {user.get('userName')!r} is taken")
+        owner = self._user_by_name.get(str(user.get("userName", "")).lower())
+        if owner is not None and owner != key:
+            raise ConflictError(f"login name {user.get('userName')!r} is taken")
+
+    def _index_name(self, key: str, old: ScimDocument | None, new: ScimDocument | None) -> None:
+        if old is not None:
+            self._user_by_name.pop(str(old.get("userName", "")).lower(), None)
+        if new is not None:
+            self._user_by_name[str(new.get("userName", "")).lower()] = key
 
     # Users ------------------------------------------------------------------------------------
     def create_user(
@@ -64,6 +70,7 @@ class MemoryAdapter(LegacyAdapter):
             self._check_unique_user_name(user, None)
             key = f"u{next(self._keys)}"
             self.users[key] = {**copy.deepcopy(dict(user)), "_resource_id": resource_id}
+            self._index_name(key, None, user)
             self._user_by_resource[resource_id] = key
             if password is not None:
                 self.passwords[key] = password
@@ -81,6 +88,7 @@ class MemoryAdapter(LegacyAdapter):
             self._check_refusal(user)
             self._check_unique_user_name(user, key)
             active = current.get("active", True)
+            self._index_name(key, current, user)
             self.users[key] = {
                 **copy.deepcopy(dict(user)),
                 "active": active,
@@ -118,6 +126,7 @@ class MemoryAdapter(LegacyAdapter):
             self.passwords.pop(key, None)
             if user is not None:
                 self._user_by_resource.pop(user["_resource_id"], None)
+                self._index_name(key, user, None)
             for group in self.groups.values():
                 if key in group["members"]:
                     group["members"].remove(key)
