@@ -1,0 +1,118 @@
+"""``scim-bridge worker`` with two extras the fault suite needs and no setting reaches.
+
+    python -m tests.faults.worker_main <concurrency>
+
+It reads the same ``SCIM_BRIDGE_*`` settings and starts the same Celery worker as
+``python -m api.cli worker`` (same queue, options and adapter), and:
+
+- ``FAULT_EFFECT_LANDS_ON_TIMEOUT=1``: the simulated legacy application applies a change and
+  then times out (``SimulatedLegacy(effect_lands_on_timeout=True)``); the ``simulate_*``
+  settings give its latency, jitter, error rate and connection limit as usual;
+- ``FAULT_RECORD_CALLS=<file>``: every call that reaches the legacy database is appended to
+  ``<file>`` as one JSON line (operation, arguments that identify records, result or error,
+  start and end time, process id), so a case can prove what was sent and in which order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from adapters.port import LegacyAdapter
+from adapters.registry import load_adapter
+from adapters.simulate import SimulatedLegacy
+from workers.settings import Settings, load_settings
+
+
+class RecordedLegacy:
+    """Delegates to ``inner`` and appends one line per call to ``path`` (O_APPEND, whole line)."""
+
+    def __init__(self, inner: LegacyAdapter, path: str) -> None:
+        self.inner = inner
+        self.capabilities = inner.capabilities
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if not callable(method) or name.startswith("_") or name == "close":
+            return method
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            entry: dict[str, Any] = {"op": name, "pid": os.getpid(), "start": time.time()}
+            if name in ("create_user", "create_group"):
+                entry["resource_id"] = args[0]
+            elif args:
+                entry["key"] = args[0]
+            if name in ("add_members", "remove_members"):
+                entry["member_keys"] = list(args[1])
+            try:
+                result = method(*args, **kwargs)
+            except BaseException as exc:  # SystemExit too: the task was cancelled mid-call
+                entry.update(end=time.time(), error=f"{type(exc).__name__}: {exc}")
+                self._write(entry)
+                raise
+            entry.update(end=time.time(), result=result if isinstance(result, str) else None)
+            self._write(entry)
+            return result
+
+        return recorded
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        os.write(self._fd, (json.dumps(entry) + "\n").encode())
+
+
+def adapter_factory() -> Callable[[Settings], LegacyAdapter]:
+    lands = os.environ.get("FAULT_EFFECT_LANDS_ON_TIMEOUT") == "1"
+    record = os.environ.get("FAULT_RECORD_CALLS")
+
+    def build(settings: Settings) -> LegacyAdapter:
+        adapter: Any = load_adapter(settings.adapter, settings.adapter_options_resolved())
+        if record:
+            adapter = RecordedLegacy(adapter, record)
+        if (
+            lands
+            or settings.simulate_latency_s
+            or settings.simulate_error_rate
+            or settings.simulate_max_concurrency
+            or settings.simulate_jitter_s
+        ):
+            adapter = SimulatedLegacy(
+                adapter,
+                latency_s=settings.simulate_latency_s,
+                jitter_s=settings.simulate_jitter_s,
+                error_rate=settings.simulate_error_rate,
+                max_concurrency=settings.simulate_max_concurrency,
+                effect_lands_on_timeout=lands,
+            )
+        return adapter  # type: ignore[no-any-return]
+
+    return build
+
+
+def main() -> None:
+    from workers.celery_app import create_celery
+    from workers.tasks import QUEUE
+
+    concurrency = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    settings = load_settings()
+    app = create_celery(settings, adapter_factory=adapter_factory())
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            f"--queues={QUEUE}",
+            f"--concurrency={concurrency}",
+            f"--hostname=scim-bridge@{socket.gethostname()}:{os.getpid()}",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
