@@ -148,6 +148,18 @@ class AdapterContract:
         assert record.document["active"] is True
         assert record.document["name"]["givenName"] == "Ada"
 
+    def test_find_user_tells_whether_a_create_took_effect(self, adapter: LegacyAdapter) -> None:
+        assert adapter.find_user("id-ada", deadline=budget()) is None
+        key = self.create(adapter, "ada")
+        assert adapter.find_user("id-ada", deadline=budget()) == key
+        adapter.delete_user(key, deadline=budget())
+        assert adapter.find_user("id-ada", deadline=budget()) is None
+
+    def test_find_group_tells_whether_a_create_took_effect(self, adapter: LegacyAdapter) -> None:
+        assert adapter.find_group("id-staff", deadline=budget()) is None
+        key = adapter.create_group("id-staff", group_document("staff"), deadline=budget())
+        assert adapter.find_group("id-staff", deadline=budget()) == key
+
     def test_a_user_created_inactive_reads_as_inactive(self, adapter: LegacyAdapter) -> None:
         key = self.create(adapter, "grace", active=False)
         assert self.user(adapter, key).document["active"] is False

@@ -141,6 +141,11 @@ class MemoryAdapter(LegacyAdapter):
             document = {k: v for k, v in user.items() if k != "_resource_id"}
             return LegacyRecord(key, user["_resource_id"], copy.deepcopy(document))
 
+    def find_user(self, resource_id: str, *, deadline: Deadline) -> str | None:
+        deadline.check("find_user")
+        with self._lock:
+            return self._user_by_resource.get(resource_id)
+
     def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         deadline.check("list_users")
         with self._lock:
@@ -214,6 +219,11 @@ class MemoryAdapter(LegacyAdapter):
                 return None
             document = {k: v for k, v in group.items() if k != "_resource_id"}
             return LegacyRecord(key, group["_resource_id"], copy.deepcopy(document))
+
+    def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
+        deadline.check("find_group")
+        with self._lock:
+            return self._group_by_resource.get(resource_id)
 
     def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         deadline.check("list_groups")

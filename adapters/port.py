@@ -7,7 +7,9 @@ Rules (each proven by :mod:`adapters.contract`, which every adapter's tests subc
    :class:`~adapters.errors.TransientError` when it runs out.
 2. **Idempotent.** scim-bridge delivers at least once. ``create_user`` called twice with one
    ``resource_id`` leaves one record and returns the same key; deleting or removing something
-   already gone succeeds; adding a member who is already there changes nothing.
+   already gone succeeds; adding a member who is already there changes nothing. When a call's
+   outcome is unknown (it timed out, its worker died), scim-bridge asks ``find_user`` /
+   ``find_group`` and then pushes the whole desired state, so no call has to be exactly-once.
 3. **Whole resources, never PATCH operations.** Methods receive the resource as canonical
    SCIM 2.0 JSON (``password`` removed, ``meta`` and ``groups`` left out) and, for updates, the
    state the legacy application last confirmed, so an adapter can make the fewest calls.
@@ -158,6 +160,14 @@ class LegacyAdapter(ABC):
         """The user as the legacy application holds it, or ``None``."""
 
     @abstractmethod
+    def find_user(self, resource_id: str, *, deadline: Deadline) -> str | None:
+        """The key of the user created for ``resource_id``, or ``None``.
+
+        After a call whose outcome is unknown (a time-out, a lost worker), scim-bridge asks this
+        to learn whether a create took effect before it deletes or updates.
+        """
+
+    @abstractmethod
     def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         """At most ``limit`` users in a stable order, from ``cursor`` (``None``: the first)."""
 
@@ -187,6 +197,10 @@ class LegacyAdapter(ABC):
     @abstractmethod
     def get_group(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
         """The group (``members`` as legacy keys in ``document["members"]``), or ``None``."""
+
+    @abstractmethod
+    def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
+        """The key of the group created for ``resource_id``, or ``None``."""
 
     @abstractmethod
     def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:

@@ -275,6 +275,13 @@ class SqlAdapter(LegacyAdapter):
             row = connection.execute(select(self._users).where(self._users.c.id == user_id)).first()
         return None if row is None else _user_record(row)
 
+    def find_user(self, resource_id: str, *, deadline: Deadline) -> str | None:
+        with self._transaction(deadline, "find_user") as connection:
+            found = connection.execute(
+                select(self._users.c.id).where(self._users.c.scim_id == resource_id)
+            ).scalar()
+        return None if found is None else str(found)
+
     def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         users = self._users
         after = _parse_cursor(cursor, limit)
@@ -388,6 +395,13 @@ class SqlAdapter(LegacyAdapter):
                 return None
             members = self._members_of(connection, [group_id])
         return _group_record(row, members.get(group_id, []))
+
+    def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
+        with self._transaction(deadline, "find_group") as connection:
+            found = connection.execute(
+                select(self._groups.c.id).where(self._groups.c.scim_id == resource_id)
+            ).scalar()
+        return None if found is None else str(found)
 
     def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         groups = self._groups

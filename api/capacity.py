@@ -29,12 +29,17 @@ class BacklogEstimate:
         now = time.monotonic()
         if now - self._at < self.refresh_s:
             return
-        with self._lock:
+        # One thread refreshes; the others go on with the previous figures meanwhile.
+        if not self._lock.acquire(blocking=self._at == 0.0):
+            return
+        try:
             if now - self._at < self.refresh_s:
                 return
             self._capacity = sum(self.store.live_workers().values())
             self._average_s = self.store.average_duration() or 0.0
             self._at = now
+        finally:
+            self._lock.release()
 
     def drain_time_s(self, backlog: int) -> float:
         """Roughly how long the workers need for ``backlog`` changes (0 when unknown)."""

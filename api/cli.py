@@ -79,6 +79,8 @@ def serve(
             self.cfg.set("max_requests", 100_000)
             self.cfg.set("max_requests_jitter", 10_000)
             self.cfg.set("loglevel", settings.log_level.lower())
+            # Several api processes may share a host: no shared control socket to fight over.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             from api.app import get_app

@@ -125,6 +125,10 @@ class ReadService:
                 total, self._documents(kind, self.store.page_ids(kind, offset, count), dialect)
             )
         found, exact = plan(self.store, kind, scim_filter.ast)
+        if found is not None and exact and len(found) <= 1:
+            # One unique value (Okta's check-exists): the document read also says it exists.
+            documents = self._documents(kind, found, dialect)
+            return Page(len(documents), documents[offset : offset + count])
         if found is not None and exact:
             # The index answers this filter exactly: no document needs checking.
             return Page(len(found), self._documents(kind, found[offset : offset + count], dialect))

@@ -1335,7 +1335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env=env,
         )
         deadline = time.monotonic() + 60
-        while not list(client.scan_iter(match=f"{PREFIX}:worker:*", count=10_000)):
+        while not client.zrangebyscore(f"{PREFIX}:workers:until", time.time(), "+inf"):
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Celery worker did not start; see worker.log in {work}")
             time.sleep(0.2)

@@ -188,7 +188,9 @@ def legacy(worker_runtime: Runtime, store: ReadModel) -> Iterator[Legacy]:
 
 def _clean(store: ReadModel) -> None:
     keys = list(store.redis.scan_iter(match=f"{store.prefix}:*", count=1000))
-    keep = [k for k in keys if b":worker:" in k or k.endswith((b":stats", b":capabilities"))]
+    keep = [
+        k for k in keys if k.endswith((b":workers", b":workers:until", b":stats", b":capabilities"))
+    ]
     doomed = [k for k in keys if k not in keep]
     if doomed:
         store.redis.delete(*doomed)

@@ -237,6 +237,11 @@ class GuardedAdapter(LegacyAdapter):
             "get_user", deadline, lambda: self.inner.get_user(key, deadline=deadline)
         )
 
+    def find_user(self, resource_id: str, *, deadline: Deadline) -> str | None:
+        return self.guard.call(
+            "find_user", deadline, lambda: self.inner.find_user(resource_id, deadline=deadline)
+        )
+
     def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         return self.guard.call(
             "list_users",
@@ -282,6 +287,11 @@ class GuardedAdapter(LegacyAdapter):
     def get_group(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
         return self.guard.call(
             "get_group", deadline, lambda: self.inner.get_group(key, deadline=deadline)
+        )
+
+    def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
+        return self.guard.call(
+            "find_group", deadline, lambda: self.inner.find_group(resource_id, deadline=deadline)
         )
 
     def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:

@@ -64,6 +64,9 @@ def plan(store: ReadModel, kind: Kind, node: FilterNode) -> tuple[list[str] | No
     found, exact = _candidates(store, kind, node)
     if found is None:
         return None, False
+    if exact and len(found) <= 1:
+        # Nothing to order (Okta's check-exists): the caller's document read tells existence.
+        return list(found), exact
     return store.creation_order(kind, found), exact
 
 

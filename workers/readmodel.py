@@ -8,6 +8,7 @@ This module is the only code that knows the key layout (``{p}`` is ``key_prefix`
                                    seq, st (pending|applied|failed), ds (dirty since),
                                    app (applied JSON, or "=" when it is doc), av (applied
                                    version), lk (legacy key), starts (reconciliations begun),
+                                   doubt (1: a reconciliation began and has not settled),
                                    pw/pwv (pending password, encrypted, and its version),
                                    pwh (salted hash of the last password pushed), err
     {p}:{k}:order           zset   creation sequence -> id: the stable paging order
@@ -22,7 +23,8 @@ This module is the only code that knows the key layout (``{p}`` is ``key_prefix`
     {p}:out:{k}:{id}:{v}    list   outcome of version v, for the api waiting on it (expires)
     {p}:lock:{k}:{id}       string per-resource reconcile lock (token, expires)
     {p}:stats               hash   reconcile duration average, for the backlog estimate
-    {p}:worker:{host}       string live worker heartbeat (its concurrency), expires
+    {p}:workers             hash   worker -> its concurrency
+    {p}:workers:until       zset   worker -> until when its last heartbeat holds
     {p}:capabilities        string the adapter's Okta provisioning functions (JSON list)
 
 Every write of desired state is one Lua script: it checks the version the caller read (optimistic
@@ -89,7 +91,7 @@ if mode == 'write' then
 else
   -- a rollback: desired is the applied state again
   redis.call('HSET', h, 'st', 'failed', 'av', version, 'app', '=')
-  redis.call('HDEL', h, 'ds', 'pw', 'pwv', 'fails')
+  redis.call('HDEL', h, 'ds', 'pw', 'pwv', 'fails', 'doubt')
   redis.call('ZREM', dirty, member)
   redis.call('ZREM', pending, member)
 end
@@ -105,6 +107,7 @@ local current = redis.call('HGET', h, 'v') == version
 -- marker saves a second copy of every document (the write script copies it out before a change).
 redis.call('HSET', h, 'av', version, 'app', current and '=' or applied, 'lk', legacy_key)
 redis.call('HDEL', h, 'err')
+if current then redis.call('HDEL', h, 'doubt') end
 if pwh ~= '' then redis.call('HSET', h, 'pwh', pwh) end
 local pwv = tonumber(redis.call('HGET', h, 'pwv') or '-1')
 if pwv >= 0 and pwv <= tonumber(version) then redis.call('HDEL', h, 'pw', 'pwv') end
@@ -142,7 +145,11 @@ _CLAIM = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {1, 0} end
 local starts = redis.call('HINCRBY', KEYS[2], 'starts', 1)
-return {1, starts, redis.call('HGETALL', KEYS[2])}
+local fields = redis.call('HGETALL', KEYS[2])
+-- From here until settled, what the legacy application holds is in doubt: a call may land
+-- and its answer be lost (time-out, lost worker). The next reconciliation then pushes it all.
+redis.call('HSET', KEYS[2], 'doubt', '1')
+return {1, starts, fields}
 """
 
 # Let go of the lock, close the attempt, fold in the duration, and report the version now.
@@ -160,6 +167,11 @@ return tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
 _COUNT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+"""
+
+_MARK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSET', KEYS[1], ARGV[1], '1')
 """
 
 _UNLOCK = """
@@ -264,6 +276,8 @@ class Snapshot:
     password_token: str | None = None
     password_version: int = 0
     password_hash: str | None = None
+    in_doubt: bool = False
+    """A reconciliation began and did not settle: the legacy state is unknown."""
     seq: int = 0
     dirty_since: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -319,6 +333,7 @@ class ReadModel:
         self._purge = client.register_script(_PURGE)
         self._unlock = client.register_script(_UNLOCK)
         self._count = client.register_script(_COUNT)
+        self._mark = client.register_script(_MARK)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
 
@@ -380,6 +395,8 @@ class ReadModel:
         """Desired documents of ``ids``, in order (one round trip)."""
         if not ids:
             return []
+        if len(ids) == 1:
+            return [self.get_raw(kind, ids[0], rendering)]
         pipe = self.redis.pipeline(transaction=False)
         for rid in ids:
             pipe.hget(self._h(kind, rid), rendering)
@@ -414,6 +431,7 @@ class ReadModel:
         snap.password_version = int(text.get("pwv", b"0"))
         snap.password_hash = text["pwh"].decode() if "pwh" in text else None
         snap.seq = int(text.get("seq", b"0"))
+        snap.in_doubt = text.get("doubt") == b"1"
         snap.dirty_since = float(text["ds"]) if "ds" in text else None
         return snap
 
@@ -644,6 +662,10 @@ class ReadModel:
         )
         return cast(bytes, result).decode()
 
+    def mark_doubt(self, kind: Kind, rid: str) -> None:
+        """The legacy state of a resource is unknown: its next reconciliation pushes it all."""
+        self._mark(keys=[self._h(kind, rid)], args=["doubt"])
+
     def count_failure(self, kind: Kind, rid: str) -> int:
         """Count a transient failure of the current change; reset when it settles."""
         return int(self._count(keys=[self._h(kind, rid)], args=["fails"]))
@@ -735,18 +757,29 @@ class ReadModel:
         return float(value) if value is not None else None
 
     def heartbeat(self, host: str, concurrency: int, ttl_s: int = 30) -> None:
-        """A worker announces itself and its concurrency."""
-        self.redis.set(f"{self.prefix}:worker:{host}", concurrency, ex=ttl_s)
+        """A worker announces itself and its concurrency, valid for ``ttl_s``."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(f"{self.prefix}:workers", host, concurrency)
+        pipe.zadd(f"{self.prefix}:workers:until", {host: time.time() + ttl_s})
+        pipe.execute()
 
     def live_workers(self) -> dict[str, int]:
-        """Live workers and their concurrency."""
-        keys = list(self.redis.scan_iter(match=f"{self.prefix}:worker:*", count=1000))
-        if not keys:
+        """Live workers and their concurrency (no scan, whatever the size of the keyspace)."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(f"{self.prefix}:workers:until", now, "+inf")
+        pipe.zrangebyscore(f"{self.prefix}:workers:until", "-inf", now)
+        alive, dead = cast(list[list[bytes]], pipe.execute())
+        if dead:
+            cleanup = self.redis.pipeline(transaction=False)
+            cleanup.zrem(f"{self.prefix}:workers:until", *dead)
+            cleanup.hdel(f"{self.prefix}:workers", *dead)
+            cleanup.execute()
+        if not alive:
             return {}
-        values = cast(list[bytes | None], self.redis.mget(keys))
-        prefix_len = len(f"{self.prefix}:worker:")
+        values = cast(list[bytes | None], self.redis.hmget(f"{self.prefix}:workers", alive))
         return {
-            k.decode()[prefix_len:]: int(v)
-            for k, v in zip(keys, values, strict=True)
-            if v is not None
+            host.decode(): int(value)
+            for host, value in zip(alive, values, strict=True)
+            if value is not None
         }

@@ -114,7 +114,8 @@ class Reconciler:
                     f"poison change: started {starts - 1} times without finishing "
                     "(the worker was lost each time)"
                 )
-                self._fail(snap, PermanentError(reason), operations)
+                if self._fail(snap, PermanentError(reason), operations, unknown=True):
+                    return Result("requeue", tuple(operations))
                 return Result("failed", tuple(operations))
             for _ in range(_MAX_PASSES):
                 seen = snap.version
@@ -128,7 +129,7 @@ class Reconciler:
             version_now = self.store.release(kind, rid, token, time.monotonic() - started)
         # A refused change rolled the read model back, which is one version more.
         settled_version = seen + 1 if status == "failed" else seen
-        if status == "moved" or version_now > settled_version:
+        if status in ("moved", "requeue") or version_now > settled_version:
             return Result("requeue", tuple(operations))
         return Result(status, tuple(operations))
 
@@ -136,14 +137,22 @@ class Reconciler:
     def _pass(self, snap: Snapshot, operations: list[str]) -> str:
         deadline = Deadline.after(self.deadline_s)
         password_hash: str | None = None
+        done_before = len(operations)
         try:
             if snap.kind is Kind.USER:
                 key, password_hash = self._user(snap, deadline, operations)
             else:
                 key = self._group(snap, deadline, operations)
         except (PermanentError, ConflictError) as exc:
-            self._fail(snap, exc, operations)
-            return "failed"
+            # Calls of this pass that succeeded before the refusal changed the legacy state.
+            unknown = snap.in_doubt or len(operations) > done_before
+            if unknown and snap.desired == snap.applied and not snap.deleted:
+                # Already pushing the restored state, and refused: do not loop on it. The
+                # resource stays in doubt, so its next change is pushed in full.
+                self._fail(snap, exc, operations, unknown=False)
+                self.store.mark_doubt(snap.kind, snap.id)
+                return "failed"
+            return "requeue" if self._fail(snap, exc, operations, unknown=unknown) else "failed"
         except CircuitOpen as exc:
             raise RetryLater(exc.message, counts=False, after_s=exc.retry_in_s) from exc
         except LegacyBusy as exc:
@@ -174,6 +183,9 @@ class Reconciler:
         self, snap: Snapshot, deadline: Deadline, operations: list[str]
     ) -> tuple[str | None, str | None]:
         adapter, key = self.adapter, snap.legacy_key
+        if key is None and snap.in_doubt:
+            # An earlier create may have landed without its answer being recorded.
+            key = adapter.find_user(snap.id, deadline=deadline)
         if snap.deleted:
             if key is not None:
                 adapter.delete_user(key, deadline=deadline)
@@ -192,13 +204,15 @@ class Reconciler:
             return key, hash_password(password) if password is not None else None
         applied = snap.applied or {}
         was_active, is_active = applied.get("active", True), desired.get("active", True)
-        if was_active and not is_active:
+        # In doubt, what the legacy application holds is unknown: push every part of the state
+        # (each call is idempotent) instead of the difference from what was recorded.
+        in_doubt = snap.in_doubt or snap.applied is None
+        # Deactivation goes first and reactivation last, so a refused profile change never
+        # leaves someone Okta turned off able to sign in.
+        if not is_active and (was_active or in_doubt):
             adapter.deactivate_user(key, deadline=deadline)
             operations.append("deactivate")
-        if not was_active and is_active:
-            adapter.reactivate_user(key, deadline=deadline)
-            operations.append("reactivate")
-        if profile(desired) != profile(applied):
+        if in_doubt or profile(desired) != profile(applied):
             adapter.update_user(
                 key,
                 profile(desired) | {"active": is_active},
@@ -206,8 +220,13 @@ class Reconciler:
                 deadline=deadline,
             )
             operations.append("update")
+        if is_active and (not was_active or in_doubt):
+            adapter.reactivate_user(key, deadline=deadline)
+            operations.append("reactivate")
         password_hash = None
-        if password is not None and not password_matches(password, snap.password_hash):
+        if password is not None and (
+            in_doubt or not password_matches(password, snap.password_hash)
+        ):
             adapter.set_password(key, password, deadline=deadline)
             operations.append("password")
             password_hash = hash_password(password)
@@ -222,6 +241,8 @@ class Reconciler:
 
     def _group(self, snap: Snapshot, deadline: Deadline, operations: list[str]) -> str | None:
         adapter, key = self.adapter, snap.legacy_key
+        if key is None and snap.in_doubt:
+            key = adapter.find_group(snap.id, deadline=deadline)
         if snap.deleted:
             if key is not None:
                 adapter.delete_group(key, deadline=deadline)
@@ -229,24 +250,35 @@ class Reconciler:
             return key
         desired, applied = snap.desired or {}, snap.applied or {}
         wanted = member_ids(desired)
-        had = member_ids(applied) if key is not None else []
-        to_add = [m for m in wanted if m not in set(had)]
-        to_remove = [m for m in had if m not in set(wanted)]
-        add_keys = self._member_keys(to_add, require=True)
-        if key is None:
-            key = adapter.create_group(snap.id, profile(desired), deadline=deadline)
-            operations.append("create")
-        elif profile(desired) != profile(applied):
+        if key is not None and (snap.in_doubt or snap.applied is None):
+            # What the legacy application holds is unknown: read its members, push everything.
+            wanted_keys = self._member_keys(wanted, require=True)
             adapter.update_group(
                 key, profile(desired), previous=profile(applied), deadline=deadline
             )
             operations.append("update")
-        if add_keys:
-            adapter.add_members(key, add_keys, deadline=deadline)
+            record = adapter.get_group(key, deadline=deadline)
+            had_keys = list(record.document.get("members") or []) if record is not None else []
+            to_add = [k for k in wanted_keys if k not in set(had_keys)]
+            to_remove = [k for k in had_keys if k not in set(wanted_keys)]
+        else:
+            had = member_ids(applied) if key is not None else []
+            # Members still pending creation make the group wait (a transient error).
+            to_add = self._member_keys([m for m in wanted if m not in set(had)], require=True)
+            to_remove = self._member_keys([m for m in had if m not in set(wanted)], require=False)
+            if key is None:
+                key = adapter.create_group(snap.id, profile(desired), deadline=deadline)
+                operations.append("create")
+            elif profile(desired) != profile(applied):
+                adapter.update_group(
+                    key, profile(desired), previous=profile(applied), deadline=deadline
+                )
+                operations.append("update")
+        if to_add:
+            adapter.add_members(key, to_add, deadline=deadline)
             operations.append("add_members")
-        remove_keys = self._member_keys(to_remove, require=False)
-        if remove_keys:
-            adapter.remove_members(key, remove_keys, deadline=deadline)
+        if to_remove:
+            adapter.remove_members(key, to_remove, deadline=deadline)
             operations.append("remove_members")
         return key
 
@@ -271,13 +303,21 @@ class Reconciler:
         try:
             snap = self.store.snapshot(kind, rid)
             if snap.exists:
-                self._fail(snap, PermanentError(reason), [])
+                self._fail(snap, PermanentError(reason), [], unknown=True)
         finally:
             self.store.release_lock(kind, rid, token)
 
     # Failure ------------------------------------------------------------------------------------
-    def _fail(self, snap: Snapshot, exc: PermanentError, operations: list[str]) -> None:
-        """Dead-letter the change and roll the read model back to the applied state."""
+    def _fail(
+        self, snap: Snapshot, exc: PermanentError, operations: list[str], *, unknown: bool
+    ) -> bool:
+        """Dead-letter the change and roll the read model back to the applied state.
+
+        With ``unknown``, some calls may have changed the legacy application (they succeeded
+        before the refusal, or their outcome was never learned): the restored state is then
+        written as a new change to push in full, and True asks for a reconcile task. A create
+        that may have landed becomes a delete, so no record is left behind unknown to Okta.
+        """
         operation = (
             "delete" if snap.deleted else ("create" if snap.legacy_key is None else "update")
         )
@@ -303,11 +343,17 @@ class Reconciler:
             },
         )
         self.store.record_error(snap.kind, snap.id, exc.message)
+        again = False
         try:
             if snap.applied is None and snap.legacy_key is None:
-                self.store.purge(snap.kind, snap.id, snap)  # a refused create disappears
+                if unknown:
+                    self.store.write_next(snap, None)  # reads 404; the cleanup is reconciled
+                    again = True
+                else:
+                    self.store.purge(snap.kind, snap.id, snap)  # a refused create disappears
             else:
-                self.store.write_next(snap, snap.applied or {}, rollback=True)
+                self.store.write_next(snap, snap.applied or {}, rollback=not unknown)
+                again = unknown
         except VersionConflict:
             pass  # a newer desired state arrived; it is reconciled on its own
         except UniquenessConflict as conflict:
@@ -327,3 +373,4 @@ class Reconciler:
             ),
         )
         operations.append(f"failed:{operation}")
+        return again
