@@ -108,7 +108,9 @@ def worker(concurrency: int | None, loglevel: str) -> None:
         "--without-mingle",
         "--without-gossip",
     ]
-    app.worker_main(argv)
+    # Celery's exit status must reach the supervisor: a worker that died of a broker error has
+    # to be restarted (systemd's on-failure, Kubernetes), not taken for a clean stop.
+    raise SystemExit(app.start(argv) or 0)
 
 
 def beat(schedule: str, loglevel: str) -> None:
@@ -117,7 +119,7 @@ def beat(schedule: str, loglevel: str) -> None:
     from workers.celery_app import create_celery
 
     app = create_celery(settings)
-    app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"])
+    raise SystemExit(app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"]) or 0)
 
 
 # dev -----------------------------------------------------------------------------------------
@@ -213,26 +215,33 @@ def dev(port: int, data_dir: Path) -> None:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     settings = _settings()  # validate once, here, before anything else starts
     me = [sys.executable, "-m", "api.cli"]
-    processes.append(("worker", subprocess.Popen([*me, "worker", "--concurrency", "2"], env=env)))
-    processes.append(
-        (
-            "beat",
-            subprocess.Popen(
-                [*me, "beat", "--schedule", str(data_dir / "celerybeat-schedule")], env=env
-            ),
-        )
-    )
-    processes.append(
-        ("api", subprocess.Popen([*me, "serve", "--port", str(port), "--workers", "2"], env=env))
-    )
+    commands = {
+        "worker": [*me, "worker", "--concurrency", "2"],
+        "beat": [*me, "beat", "--schedule", str(data_dir / "celerybeat-schedule")],
+        "api": [*me, "serve", "--port", str(port), "--workers", "2"],
+    }
+    for name, command in commands.items():
+        processes.append((name, subprocess.Popen(command, env=env)))
     try:
         _wait_for_port(port, 30)
         _wait_for_worker(settings, 60)
         _announce(port, settings)
-        while all(p.poll() is None for _, p in processes):
+        while True:
             time.sleep(0.5)
-        failed = [name for name, p in processes if p.poll() is not None]
-        print(f"scim-bridge: {', '.join(failed)} stopped; stopping the rest", file=sys.stderr)
+            for index, (name, process) in enumerate(processes):
+                if process.poll() is None or name not in commands:
+                    continue
+                # Like a supervisor: a worker, beat or api that died is started again (a Redis
+                # restart can take a Celery worker down); everything resumes on its own.
+                print(
+                    f"scim-bridge: {name} exited with {process.returncode}; restarting it",
+                    file=sys.stderr,
+                )
+                processes[index] = (name, subprocess.Popen(commands[name], env=env))
+            redis_process = next((p for n, p in processes if n == "redis"), None)
+            if redis_process is not None and redis_process.poll() is not None:
+                print("scim-bridge: redis-server stopped; stopping the rest", file=sys.stderr)
+                break
     except KeyboardInterrupt:
         print("\nscim-bridge: stopping", file=sys.stderr)
     finally:
