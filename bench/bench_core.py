@@ -98,7 +98,26 @@ TARGETS: dict[str, dict[str, Any]] = {
         "value": 3072,
     },
     "api_rss_mib": {"label": "api worker process VmRSS, largest (MiB)", "op": "<=", "value": 120},
+    # SCIM 1.1 (the Okta agent's default dialect) must be as fast as SCIM 2.0: the same targets.
+    "v1_get_rps": {"label": "SCIM 1.1 GET /scim/Users/{id}: requests/s", "op": ">=", "value": 2000},
+    "v1_get_p99_ms": {"label": "SCIM 1.1 GET /scim/Users/{id}: p99 (ms)", "op": "<=", "value": 20},
+    "v1_filter_rps": {
+        "label": 'SCIM 1.1 GET /scim/Users?filter=userName eq "...": requests/s',
+        "op": ">=",
+        "value": 1500,
+    },
+    "v1_page_rps": {
+        "label": "SCIM 1.1 GET /scim/Users?startIndex=50001&count=100: pages/s",
+        "op": ">=",
+        "value": 400,
+    },
+    "v1_import_s": {
+        "label": "SCIM 1.1 full import, every page at count=100, one client (s)",
+        "op": "<=",
+        "value": 60,
+    },
 }
+V1_USERS_PATH = "/scim/Users"
 
 
 # Machine and processes ---------------------------------------------------------------------
@@ -880,6 +899,9 @@ def run_config(
             ("get_by_id", files["get"], files["bare_get"]),
             ("filter_userName", files["filter"], files["bare_filter"]),
             ("page_50001", files["page"], files["bare_page"]),
+            ("v1_get_by_id", files["v1_get"], files["bare_get"]),
+            ("v1_filter_userName", files["v1_filter"], files["bare_filter"]),
+            ("v1_page_50001", files["v1_page"], files["bare_page"]),
         ]
         for name, scim_paths, bare_paths in scenarios:
             sides = (("scim", api_port, scim_paths, token), ("bare", bare_port, bare_paths, ""))
@@ -918,6 +940,8 @@ def run_config(
                 "ratios": [round(r, 3) for r in ratios],
             }
         procs.stop(bare)
+        result["v1_import"] = full_import(api_port, token)
+        log(f"  w={workers} SCIM 1.1 full import: {result['v1_import']}")
         confirm_wait_ms = float(env.get("SCIM_BRIDGE_CONFIRM_WAIT_S", "2")) * 1000
         for name, clients in (("post_1_client", 1), (f"post_{args.clients}_clients", args.clients)):
             gen.run(
@@ -1003,6 +1027,11 @@ def figures(
         "get_p99_ms": checked(config["get_by_id"]["scim"], "p99_ms", "GET by id"),
         "filter_rps": checked(config["filter_userName"]["scim"], "rps", "filter"),
         "page_rps": checked(config["page_50001"]["scim"], "rps", "page"),
+        "v1_get_rps": checked(config["v1_get_by_id"]["scim"], "rps", "SCIM 1.1 GET by id"),
+        "v1_get_p99_ms": checked(config["v1_get_by_id"]["scim"], "p99_ms", "SCIM 1.1 GET by id"),
+        "v1_filter_rps": checked(config["v1_filter_userName"]["scim"], "rps", "SCIM 1.1 filter"),
+        "v1_page_rps": checked(config["v1_page_50001"]["scim"], "rps", "SCIM 1.1 page"),
+        "v1_import_s": config["v1_import"]["seconds"] if config["v1_import"]["complete"] else None,
         "post1_p50_ms": checked(post_1, "p50_ms", "POST, 1 client", "201"),
         "postN_rps": checked(post_n, "rps", f"POST, {clients} clients", "201"),
         "post_confirmed_pct": round(100 * confirmed / created, 2) if created else 0.0,
@@ -1014,6 +1043,42 @@ def figures(
             ],
             default=0.0,
         ),
+    }
+
+
+def full_import(port: int, token: str, count: int = 100) -> dict[str, Any]:
+    """Okta's full import in SCIM 1.1: every page at ``count``, in order, on one connection."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=30)
+    headers = {"Authorization": token, "Accept": "application/scim+json"}
+    seen: set[str] = set()
+    duplicates, pages, start, total = 0, 0, 1, None
+    started = time.perf_counter()
+    try:
+        while total is None or start <= total:
+            connection.request(
+                "GET", f"{V1_USERS_PATH}?startIndex={start}&count={count}", headers=headers
+            )
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            if response.status != 200:
+                raise RuntimeError(f"import page at {start}: {response.status} {body}")
+            total = body["totalResults"]
+            for resource in body["Resources"]:
+                duplicates += resource["id"] in seen
+                seen.add(resource["id"])
+            pages += 1
+            start += count
+    finally:
+        connection.close()
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": round(seconds, 2),
+        "pages": pages,
+        "users": len(seen),
+        "total_results": total,
+        "duplicates": duplicates,
+        "complete": len(seen) == total and duplicates == 0,
+        "pages_per_s": round(pages / seconds, 1),
     }
 
 
@@ -1106,7 +1171,14 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for w, config in configs.items():
-        for scenario in ("get_by_id", "filter_userName", "page_50001"):
+        for scenario in (
+            "get_by_id",
+            "filter_userName",
+            "page_50001",
+            "v1_get_by_id",
+            "v1_filter_userName",
+            "v1_page_50001",
+        ):
             s, b = config[scenario]["scim"], config[scenario]["bare"]
             cpu_s, cpu_b = s["cpu_cores"], b["cpu_cores"]
             lines.append(
@@ -1360,6 +1432,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             "page": write_paths(
                 work / "page.txt", [f"{USERS_PATH}?startIndex={page_start}&count=100"]
+            ),
+            "v1_get": write_paths(
+                work / "v1_get.txt", [f"{V1_USERS_PATH}/{i}" for i in sample_ids]
+            ),
+            "v1_filter": write_paths(
+                work / "v1_filter.txt",
+                [
+                    f"{V1_USERS_PATH}?filter="
+                    + urllib.parse.quote(f'userName eq "{n}"', safe="")
+                    + "&startIndex=1&count=100"
+                    for n in names
+                ],
+            ),
+            "v1_page": write_paths(
+                work / "v1_page.txt", [f"{V1_USERS_PATH}?startIndex={page_start}&count=100"]
             ),
             "bare_page": write_paths(
                 work / "bare_page.txt", [f"/page?startIndex={page_start}&count=100"]
