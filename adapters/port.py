@@ -53,6 +53,10 @@ class Deadline:
         """A deadline ``seconds`` from now."""
         return cls(time.monotonic() + seconds)
 
+    def within(self, seconds: float) -> Deadline:
+        """A deadline ``seconds`` from now, but never later than this one."""
+        return Deadline(min(time.monotonic() + seconds, self._at))
+
     def remaining(self) -> float:
         """Seconds left, never negative: pass this as the timeout of every I/O call."""
         return max(0.0, self._at - time.monotonic())

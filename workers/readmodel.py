@@ -666,6 +666,10 @@ class ReadModel:
         """The legacy state of a resource is unknown: its next reconciliation pushes it all."""
         self._mark(keys=[self._h(kind, rid)], args=["doubt"])
 
+    def clear_doubt(self, kind: Kind, rid: str) -> None:
+        """Nothing reached the legacy application: its state is the recorded one."""
+        self.redis.hdel(self._h(kind, rid), "doubt")  # HDEL never creates a key
+
     def count_failure(self, kind: Kind, rid: str) -> int:
         """Count a transient failure of the current change; reset when it settles."""
         return int(self._count(keys=[self._h(kind, rid)], args=["fails"]))

@@ -83,6 +83,7 @@ class Reconciler:
         deadline_s: float,
         lock_ttl_s: float,
         max_starts: int = 5,
+        pass_budget_s: float | None = None,
     ) -> None:
         self.store = store
         self.adapter = adapter
@@ -90,6 +91,7 @@ class Reconciler:
         self.deadline_s = deadline_s
         self.lock_ttl_s = lock_ttl_s
         self.max_starts = max_starts
+        self.pass_budget_s = pass_budget_s or deadline_s
 
     def reconcile(self, kind: Kind, rid: str) -> Result:
         """Reconcile one resource; raises :class:`RetryLater` on transient trouble.
@@ -135,7 +137,9 @@ class Reconciler:
 
     # One pass -----------------------------------------------------------------------------------
     def _pass(self, snap: Snapshot, operations: list[str]) -> str:
-        deadline = Deadline.after(self.deadline_s)
+        # Each legacy call gets the adapter deadline; the pass as a whole (a full push after an
+        # unknown outcome makes several calls) stays inside the task's time limit.
+        deadline = Deadline.after(self.pass_budget_s)
         password_hash: str | None = None
         done_before = len(operations)
         try:
@@ -153,10 +157,12 @@ class Reconciler:
                 self.store.mark_doubt(snap.kind, snap.id)
                 return "failed"
             return "requeue" if self._fail(snap, exc, operations, unknown=unknown) else "failed"
-        except CircuitOpen as exc:
-            raise RetryLater(exc.message, counts=False, after_s=exc.retry_in_s) from exc
-        except LegacyBusy as exc:
-            raise RetryLater(exc.message, counts=False) from exc
+        except (CircuitOpen, LegacyBusy) as exc:
+            if not snap.in_doubt and len(operations) == done_before:
+                # Nothing reached the legacy application: its state is known, no full push.
+                self.store.clear_doubt(snap.kind, snap.id)
+            after = exc.retry_in_s if isinstance(exc, CircuitOpen) else None
+            raise RetryLater(exc.message, counts=False, after_s=after) from exc
         except TransientError as exc:
             self.store.record_error(snap.kind, snap.id, exc.message)
             raise RetryLater(exc.message) from exc
@@ -185,10 +191,10 @@ class Reconciler:
         adapter, key = self.adapter, snap.legacy_key
         if key is None and snap.in_doubt:
             # An earlier create may have landed without its answer being recorded.
-            key = adapter.find_user(snap.id, deadline=deadline)
+            key = adapter.find_user(snap.id, deadline=deadline.within(self.deadline_s))
         if snap.deleted:
             if key is not None:
-                adapter.delete_user(key, deadline=deadline)
+                adapter.delete_user(key, deadline=deadline.within(self.deadline_s))
                 operations.append("delete")
             return key, None
         desired = snap.desired or {}
@@ -198,7 +204,7 @@ class Reconciler:
                 snap.id,
                 profile(desired) | {"active": desired.get("active", True)},
                 password=password,
-                deadline=deadline,
+                deadline=deadline.within(self.deadline_s),
             )
             operations.append("create")
             return key, hash_password(password) if password is not None else None
@@ -210,24 +216,24 @@ class Reconciler:
         # Deactivation goes first and reactivation last, so a refused profile change never
         # leaves someone Okta turned off able to sign in.
         if not is_active and (was_active or in_doubt):
-            adapter.deactivate_user(key, deadline=deadline)
+            adapter.deactivate_user(key, deadline=deadline.within(self.deadline_s))
             operations.append("deactivate")
         if in_doubt or profile(desired) != profile(applied):
             adapter.update_user(
                 key,
                 profile(desired) | {"active": is_active},
                 previous=profile(applied) | {"active": was_active},
-                deadline=deadline,
+                deadline=deadline.within(self.deadline_s),
             )
             operations.append("update")
         if is_active and (not was_active or in_doubt):
-            adapter.reactivate_user(key, deadline=deadline)
+            adapter.reactivate_user(key, deadline=deadline.within(self.deadline_s))
             operations.append("reactivate")
         password_hash = None
         if password is not None and (
             in_doubt or not password_matches(password, snap.password_hash)
         ):
-            adapter.set_password(key, password, deadline=deadline)
+            adapter.set_password(key, password, deadline=deadline.within(self.deadline_s))
             operations.append("password")
             password_hash = hash_password(password)
         return key, password_hash
@@ -242,10 +248,10 @@ class Reconciler:
     def _group(self, snap: Snapshot, deadline: Deadline, operations: list[str]) -> str | None:
         adapter, key = self.adapter, snap.legacy_key
         if key is None and snap.in_doubt:
-            key = adapter.find_group(snap.id, deadline=deadline)
+            key = adapter.find_group(snap.id, deadline=deadline.within(self.deadline_s))
         if snap.deleted:
             if key is not None:
-                adapter.delete_group(key, deadline=deadline)
+                adapter.delete_group(key, deadline=deadline.within(self.deadline_s))
                 operations.append("delete")
             return key
         desired, applied = snap.desired or {}, snap.applied or {}
@@ -254,10 +260,13 @@ class Reconciler:
             # What the legacy application holds is unknown: read its members, push everything.
             wanted_keys = self._member_keys(wanted, require=True)
             adapter.update_group(
-                key, profile(desired), previous=profile(applied), deadline=deadline
+                key,
+                profile(desired),
+                previous=profile(applied),
+                deadline=deadline.within(self.deadline_s),
             )
             operations.append("update")
-            record = adapter.get_group(key, deadline=deadline)
+            record = adapter.get_group(key, deadline=deadline.within(self.deadline_s))
             had_keys = list(record.document.get("members") or []) if record is not None else []
             to_add = [k for k in wanted_keys if k not in set(had_keys)]
             to_remove = [k for k in had_keys if k not in set(wanted_keys)]
@@ -267,18 +276,23 @@ class Reconciler:
             to_add = self._member_keys([m for m in wanted if m not in set(had)], require=True)
             to_remove = self._member_keys([m for m in had if m not in set(wanted)], require=False)
             if key is None:
-                key = adapter.create_group(snap.id, profile(desired), deadline=deadline)
+                key = adapter.create_group(
+                    snap.id, profile(desired), deadline=deadline.within(self.deadline_s)
+                )
                 operations.append("create")
             elif profile(desired) != profile(applied):
                 adapter.update_group(
-                    key, profile(desired), previous=profile(applied), deadline=deadline
+                    key,
+                    profile(desired),
+                    previous=profile(applied),
+                    deadline=deadline.within(self.deadline_s),
                 )
                 operations.append("update")
         if to_add:
-            adapter.add_members(key, to_add, deadline=deadline)
+            adapter.add_members(key, to_add, deadline=deadline.within(self.deadline_s))
             operations.append("add_members")
         if to_remove:
-            adapter.remove_members(key, to_remove, deadline=deadline)
+            adapter.remove_members(key, to_remove, deadline=deadline.within(self.deadline_s))
             operations.append("remove_members")
         return key
 

@@ -117,4 +117,5 @@ class Runtime:
             deadline_s=self.settings.legacy_deadline_s,
             lock_ttl_s=self.settings.lock_ttl_s,
             max_starts=self.settings.max_starts,
+            pass_budget_s=self.settings.task_soft_time_limit_s - 1,
         )
