@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from workers.guard import LegacyGuard
 from workers.readmodel import ReadModel
 from workers.tasks import QUEUE
 
@@ -45,6 +46,10 @@ class QueueCollector(Collector):
 
     def __init__(self, store: ReadModel) -> None:
         self.store = store
+        # Read-only use: the figures the workers' guard keeps in Redis.
+        self.guard = LegacyGuard(
+            store.redis, store.prefix, max_concurrency=0, failure_threshold=1, open_s=1
+        )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         store = self.store
@@ -68,6 +73,20 @@ class QueueCollector(Collector):
         workers = GaugeMetricFamily("scim_bridge_worker_capacity", "Concurrency of live workers")
         workers.add_metric([], float(sum(store.live_workers().values())))
         yield workers
+        breaker = self.guard.breaker()
+        circuit = GaugeMetricFamily(
+            "scim_bridge_circuit_state",
+            "Legacy circuit breaker: 1 for the current state",
+            labels=["state"],
+        )
+        for state in ("closed", "open", "half_open"):
+            circuit.add_metric([state], 1.0 if breaker.state == state else 0.0)
+        yield circuit
+        in_flight = GaugeMetricFamily(
+            "scim_bridge_legacy_calls_in_flight", "Legacy calls holding a slot of the global cap"
+        )
+        in_flight.add_metric([], float(self.guard.in_flight()))
+        yield in_flight
 
 
 class Metrics:

@@ -201,5 +201,7 @@ def test_metrics_show_the_queue_figures(client, legacy):
         "scim_bridge_dead_letters",
         "scim_bridge_queue_length",
         "scim_bridge_worker_capacity",
+        'scim_bridge_circuit_state{state="closed"} 1.0',
+        "scim_bridge_legacy_calls_in_flight",
     ):
         assert name in response.text
