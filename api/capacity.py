@@ -48,14 +48,18 @@ class BacklogEstimate:
             return 0.0
         return backlog * self._average_s / self._capacity
 
-    def can_confirm_within(self, seconds: float) -> bool:
-        """True when a worker can plausibly answer a new change within ``seconds``."""
+    def can_confirm_within(self, seconds: float, backlog: int | None = None) -> bool:
+        """True when a worker can plausibly answer a new change within ``seconds``.
+
+        ``backlog`` is a count the caller just read, saving a Redis round trip.
+        """
         if seconds <= 0:
             return False
         self._refresh()
         if self._capacity <= 0:
             return False  # no live worker: nobody will answer
-        backlog = self.store.backlog()
+        if backlog is None:
+            backlog = self.store.backlog()
         if backlog <= self._capacity:
             return True
         return backlog * self._average_s / self._capacity < seconds

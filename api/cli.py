@@ -355,9 +355,10 @@ def dead_letters(action: str, member: str | None, reason: str | None, as_json: b
                 print(f"{name}  {when}Z  {entry.get('operation')}  {entry.get('error')}")
         elif action == "show":
             assert member is not None
-            print(json.dumps(store.dead_letters().get(member) or {}, indent=2))
-            if member not in store.dead_letters():
+            entry = store.dead_letters().get(member)
+            if entry is None:
                 raise DeadLetterError(f"{member} is not in the dead-letter store")
+            print(json.dumps(entry, indent=2))
         elif action == "retry":
             assert member is not None
             from workers.celery_app import create_celery

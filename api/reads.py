@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from scim2_models import InvalidFilterException, NotFoundException, ScimFilter
-from scim2_models.path import AttrPath, Comparison, FilterNode, LogicalExpr, Not, Present, ValuePath
+from scim2_models.path import AttrPath, Comparison, FilterNode, LogicalExpr, Not, Present
 
 from api.dialects import Dialect
 from api.schemas import ScimSchemas
@@ -38,9 +38,7 @@ def _rewrite(node: FilterNode) -> FilterNode:
         return replace(node, terms=tuple(_rewrite(term) for term in node.terms))
     if isinstance(node, Not):
         return replace(node, expr=_rewrite(node.expr))
-    if isinstance(node, ValuePath):
-        return node
-    return node
+    return node  # value paths keep their own sub-attribute names
 
 
 def parse_filter(schemas: ScimSchemas, kind: Kind, text: str) -> ScimFilter[Any]:

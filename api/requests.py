@@ -59,7 +59,8 @@ def _integer(req: falcon.Request, name: str, default: int) -> int:
         raise ScimError(400, f"{name} must be an integer, not {value!r}", "invalidValue") from None
 
 
-def _names(req: falcon.Request, name: str) -> list[str]:
+def names(req: falcon.Request, name: str) -> list[str]:
+    """A comma-separated list parameter (``attributes``, ``excludedAttributes``)."""
     value = req.get_param(name) or ""
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -83,8 +84,8 @@ def listing(
         start,
         count,
         text if text else None,
-        _names(req, "attributes"),
-        _names(req, "excludedAttributes"),
+        names(req, "attributes"),
+        names(req, "excludedAttributes"),
         req.get_param("sortBy") or None,
         _descending(req.get_param("sortOrder")),
     )

@@ -13,7 +13,7 @@ from api.dialects import Dialect
 from api.errors import ScimError
 from api.reads import ReadService, parse_filter
 from api.render import compact, list_response, project, version_of, with_location
-from api.requests import Listing, listing, read_json, search_listing
+from api.requests import Listing, listing, names, read_json, search_listing
 from api.schemas import ScimSchemas
 from api.writes import WriteService, Written
 from workers.readmodel import Kind
@@ -66,7 +66,7 @@ class Endpoint:
         body = with_location(raw, self.location(req, rid))
         if listing is None:
             listing = Listing(
-                1, 0, None, _names(req, "attributes"), _names(req, "excludedAttributes")
+                1, 0, None, names(req, "attributes"), names(req, "excludedAttributes")
             )
         if listing.attributes or listing.excluded_attributes:
             body = project(
@@ -240,10 +240,6 @@ class Item:
         if written.accepted_async:
             resp.status = falcon.HTTP_202
             resp.set_header("Preference-Applied", "respond-async")
-
-
-def _names(req: falcon.Request, name: str) -> list[str]:
-    return [a.strip() for a in (req.get_param(name) or "").split(",") if a.strip()]
 
 
 def _respond_async(req: falcon.Request) -> bool:

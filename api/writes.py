@@ -18,7 +18,6 @@ from scim2_models import (
     PatchOp,
     PreconditionFailedException,
     Resource,
-    SCIMException,
     UniquenessException,
 )
 
@@ -36,12 +35,24 @@ from workers.readmodel import (
     VersionConflict,
     now_iso,
 )
-from workers.reconciler import profile
 
 log = logging.getLogger("scim_bridge.api.writes")
 
 Publish = Callable[[Kind, str], None]
 _ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Change:
+    """The next desired state of a resource (``None``: deleted) and a password to push."""
+
+    document: dict[str, Any] | None
+    password: str | None
+
+
+def _content(doc: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A document without its ``meta``: what a change is about."""
+    return {k: v for k, v in (doc or {}).items() if k != "meta"}
 
 
 @dataclass(frozen=True)
@@ -91,17 +102,12 @@ class WriteService:
         With ``duplicate_create_updates``, a POST for an existing userName updates and returns
         that user (Okta re-sends creates after re-assignment); otherwise it is 409.
         """
-        self._admit(kind)
+        backlog = self._admit(kind)
         model = self._validate(kind, body, Context.RESOURCE_CREATION_REQUEST)
-        if self.duplicate_create_updates and kind is Kind.USER:
-            existing = self.store.find_unique(
-                kind, "userName", str(getattr(model, "user_name", ""))
-            )
-            if existing is not None:
-                return replace(
-                    self.replace(kind, existing, body, None, respond_async=respond_async),
-                    existing=True,
-                )
+        updates_duplicates = self.duplicate_create_updates and kind is Kind.USER
+        user_name = str(getattr(model, "user_name", ""))
+        if updates_duplicates and self.store.find_unique(kind, "userName", user_name):
+            return self._update_existing(kind, body, user_name, respond_async)
         password = self._take_password(model)
         rid = str(uuid.uuid4())
         now = now_iso()
@@ -110,17 +116,11 @@ class WriteService:
         try:
             version = self._store(kind, rid, doc, previous=None, expected=0, password=password)
         except UniquenessException:
-            if not (self.duplicate_create_updates and kind is Kind.USER):
-                raise
             # Lost a race with a concurrent create of the same userName: update that one.
-            existing = self.store.find_unique(kind, "userName", str(doc.get("userName", "")))
-            if existing is not None:
-                return replace(
-                    self.replace(kind, existing, body, None, respond_async=respond_async),
-                    existing=True,
-                )
+            if updates_duplicates and self.store.find_unique(kind, "userName", user_name):
+                return self._update_existing(kind, body, user_name, respond_async)
             raise
-        return self._confirm(kind, rid, doc, version, respond_async)
+        return self._confirm(kind, rid, doc, version, respond_async, backlog)
 
     def replace(
         self,
@@ -132,25 +132,18 @@ class WriteService:
         respond_async: bool = False,
     ) -> Written:
         """PUT: the body is the whole new resource."""
-        self._admit(kind)
+        backlog = self._admit(kind)
         if kind is Kind.GROUP:
             # Some agents were reported to send a membership change as two PUTs: keep the
             # evidence at debug level (group bodies carry no secrets).
             log.debug("PUT Group %s: %s", rid, body)
         model = self._validate(kind, body, Context.RESOURCE_REPLACEMENT_REQUEST)
         password = self._take_password(model)
-        for _ in range(_ATTEMPTS):
-            snap = self._current(kind, rid, if_match)
-            doc = self._next(kind, snap, model)
-            self._check_members(kind, doc)
-            try:
-                version = self._store(
-                    kind, rid, doc, previous=snap.desired, expected=snap.version, password=password
-                )
-            except VersionConflict:
-                continue
-            return self._confirm(kind, rid, doc, version, respond_async)
-        raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
+
+        def change(snap: Snapshot) -> Change:
+            return Change(self._next(kind, snap, model), password)
+
+        return self._write(kind, rid, if_match, change, respond_async, backlog)
 
     def patch(
         self,
@@ -162,66 +155,83 @@ class WriteService:
         respond_async: bool = False,
     ) -> Written:
         """PATCH: operations applied to the current desired state (scim2-models does the work)."""
-        self._admit(kind)
+        backlog = self._admit(kind)
         try:
             operations = PatchOp[self.schemas.model(kind)].model_validate(  # type: ignore[misc]
                 body, scim_ctx=Context.RESOURCE_PATCH_REQUEST
             )
         except ValidationError as exc:
             raise from_validation(exc, "invalid PATCH request") from None
-        for _ in range(_ATTEMPTS):
-            snap = self._current(kind, rid, if_match)
+
+        def change(snap: Snapshot) -> Change | None:
             current = self.schemas.model(kind).model_validate(snap.desired)
             try:
                 operations.patch(current)
-            except SCIMException:
-                raise
             except ValidationError as exc:
                 raise from_validation(exc, "PATCH leaves an invalid resource") from None
             password = self._take_password(current)
             doc = self._next(kind, snap, current)
-            if (
-                password is None
-                and profile(doc) == profile(snap.desired)
-                and doc.get("active") == (snap.desired or {}).get("active")
-                and doc.get("members") == (snap.desired or {}).get("members")
-            ):
-                return Written(rid, snap.desired, snap.version, confirmed=False)
-            self._check_members(kind, doc)
-            try:
-                version = self._store(
-                    kind, rid, doc, previous=snap.desired, expected=snap.version, password=password
-                )
-            except VersionConflict:
-                continue
-            return self._confirm(kind, rid, doc, version, respond_async)
-        raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
+            if password is None and _content(doc) == _content(snap.desired):
+                return None  # nothing changes: no new version, no legacy call
+            return Change(doc, password)
+
+        return self._write(kind, rid, if_match, change, respond_async, backlog)
 
     def delete(
         self, kind: Kind, rid: str, if_match: str | None, *, respond_async: bool = False
     ) -> Written:
         """DELETE: reads answer 404 at once; the legacy record goes in the background."""
-        self._admit(kind)
+        backlog = self._admit(kind)
+        return self._write(
+            kind, rid, if_match, lambda snap: Change(None, None), respond_async, backlog
+        )
+
+    def _update_existing(
+        self, kind: Kind, body: Mapping[str, Any], user_name: str, respond_async: bool
+    ) -> Written:
+        existing = self.store.find_unique(kind, "userName", user_name)
+        if existing is None:  # deleted meanwhile: a plain create is right after all
+            return self.create(kind, body, respond_async=respond_async)
+        written = self.replace(kind, existing, body, None, respond_async=respond_async)
+        return replace(written, existing=True)
+
+    def _write(
+        self,
+        kind: Kind,
+        rid: str,
+        if_match: str | None,
+        change: Callable[[Snapshot], Change | None],
+        respond_async: bool,
+        backlog: int,
+    ) -> Written:
+        """Read, change, store with the version read; read again if another write came first."""
         for _ in range(_ATTEMPTS):
             snap = self._current(kind, rid, if_match)
+            new = change(snap)
+            if new is None:
+                return Written(rid, snap.desired, snap.version, confirmed=False)
+            if new.document is not None:
+                self._check_members(kind, new.document)
             try:
-                version = self.store.write_desired(
+                version = self._store(
                     kind,
                     rid,
-                    None,
+                    new.document,
                     previous=snap.desired,
-                    expected_version=snap.version,
-                    last_modified=time.time(),
+                    expected=snap.version,
+                    password=new.password,
                 )
             except VersionConflict:
                 continue
-            self._publish(kind, rid)
-            return self._confirm(kind, rid, None, version, respond_async)
+            return self._confirm(kind, rid, new.document, version, respond_async, backlog)
         raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
 
     # Steps --------------------------------------------------------------------------------------
-    def _admit(self, kind: Kind) -> None:
-        """Backpressure: past the backlog limit, refuse the write (and change nothing)."""
+    def _admit(self, kind: Kind) -> int:
+        """Backpressure: past the backlog limit, refuse the write (and change nothing).
+
+        Returns the backlog, which the confirmation wait reuses.
+        """
         backlog = self.store.backlog()
         if backlog >= self.max_backlog:
             retry_after = max(1, min(300, int(self.backlog.drain_time_s(backlog)) or 30))
@@ -232,6 +242,7 @@ class WriteService:
                 f"retry in {retry_after} s",
                 Retry_After=str(retry_after),
             )
+        return backlog
 
     def _validate(self, kind: Kind, body: Mapping[str, Any], context: Context) -> Resource[Any]:
         try:
@@ -281,7 +292,7 @@ class WriteService:
         self,
         kind: Kind,
         rid: str,
-        doc: dict[str, Any],
+        doc: dict[str, Any] | None,
         *,
         previous: Mapping[str, Any] | None,
         expected: int,
@@ -304,10 +315,10 @@ class WriteService:
                 expected_version=expected,
                 last_modified=time.time(),
                 password_token=token,
-                v1_doc=SCIM_1.render(kind, doc),
+                v1_doc=SCIM_1.render(kind, doc) if doc is not None else None,
             )
         except UniquenessConflict as conflict:
-            value = doc.get(conflict.attribute)
+            value = (doc or {}).get(conflict.attribute)
             taken = (
                 f"{conflict.attribute} {value!r} is already used by another {kind.resource_type}"
             )
@@ -333,21 +344,21 @@ class WriteService:
         rid: str,
         doc: dict[str, Any] | None,
         version: int,
-        respond_async: bool = False,
+        respond_async: bool,
+        backlog: int,
     ) -> Written:
-        """Wait for the legacy application's answer while one can still come in time."""
+        """Wait for the legacy application's answer while one can still come in time.
+
+        ``backlog`` is the one read on admission (this change adds one resource at most).
+        """
         if respond_async:
             return Written(rid, doc, version, confirmed=False, accepted_async=True)
         outcome: Outcome | None = None
-        if self.backlog.can_confirm_within(self.confirm_wait_s):
+        if self.backlog.can_confirm_within(self.confirm_wait_s, backlog + 1):
             outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)
         if outcome is not None and outcome.status == "failed":
             refusal = f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}"
             if outcome.scim_type == "uniqueness":
                 raise UniquenessException(detail=refusal)
-            raise ScimError(
-                400,
-                f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}",
-                "invalidValue",
-            )
+            raise ScimError(400, refusal, "invalidValue")
         return Written(rid, doc, version, confirmed=outcome is not None)

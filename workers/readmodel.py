@@ -5,7 +5,7 @@ This module is the only code that knows the key layout (``{p}`` is ``key_prefix`
 
     {p}:{k}:{id}            hash   doc (desired, SCIM 2.0 JSON), doc1 (the same in SCIM 1.1,
                                    absent after a rollback), v (desired version), del (1 = deleted),
-                                   seq, st (pending|applied|failed), ds (dirty since),
+                                   seq, st (pending|applied|failed),
                                    app (applied JSON, or "=" when it is doc), av (applied
                                    version), lk (legacy key), starts (reconciliations begun),
                                    doubt (1: a reconciliation began and has not settled),
@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -85,13 +85,12 @@ end
 if pw ~= '' then redis.call('HSET', h, 'pw', pw, 'pwv', version) end
 if mode == 'write' then
   redis.call('HSET', h, 'st', 'pending')
-  redis.call('HSETNX', h, 'ds', now)
   redis.call('ZADD', dirty, now, member)
   redis.call('ZADD', pending, 'NX', now, member)
 else
   -- a rollback: desired is the applied state again
   redis.call('HSET', h, 'st', 'failed', 'av', version, 'app', '=')
-  redis.call('HDEL', h, 'ds', 'pw', 'pwv', 'fails', 'doubt')
+  redis.call('HDEL', h, 'pw', 'pwv', 'fails', 'doubt')
   redis.call('ZREM', dirty, member)
   redis.call('ZREM', pending, member)
 end
@@ -119,7 +118,7 @@ if redis.call('HGET', h, 'del') == '1' then
   return 'purged'
 end
 redis.call('HSET', h, 'st', 'applied')
-redis.call('HDEL', h, 'ds', 'fails')
+redis.call('HDEL', h, 'fails')
 return 'settled'
 """
 
@@ -274,13 +273,10 @@ class Snapshot:
     state: str | None = None
     error: str | None = None
     password_token: str | None = None
-    password_version: int = 0
     password_hash: str | None = None
     in_doubt: bool = False
     """A reconciliation began and did not settle: the legacy state is unknown."""
     seq: int = 0
-    dirty_since: float | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -428,11 +424,9 @@ class ReadModel:
         snap.state = text["st"].decode() if "st" in text else None
         snap.error = text["err"].decode() if "err" in text else None
         snap.password_token = text["pw"].decode() if "pw" in text else None
-        snap.password_version = int(text.get("pwv", b"0"))
         snap.password_hash = text["pwh"].decode() if "pwh" in text else None
         snap.seq = int(text.get("seq", b"0"))
         snap.in_doubt = text.get("doubt") == b"1"
-        snap.dirty_since = float(text["ds"]) if "ds" in text else None
         return snap
 
     def claim(self, kind: Kind, rid: str, token: str, ttl_s: float) -> tuple[bool, int, Snapshot]:

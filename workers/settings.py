@@ -176,9 +176,6 @@ class Settings(BaseSettings):
                 "auth_mode is 'header': set SCIM_BRIDGE_AUTH_HEADER_VALUE "
                 "(for example 'Bearer <token>')"
             )
-        if self.timeout_budget_s < 30:
-            # Okta's minimum is 30 s; a lower budget is allowed for tests and benchmarks.
-            pass
         if self.confirm_wait_s + 1 > self.timeout_budget_s / 2:
             problems.append(
                 f"confirm_wait_s ({self.confirm_wait_s}) must leave half the budget free: "
