@@ -10,16 +10,17 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 from adapters.errors import TransientError
-from adapters.port import Deadline, LegacyAdapter, LegacyRecord, Page, ScimDocument
+from adapters.port import Deadline, LegacyAdapter
+from adapters.wrapper import AdapterWrapper
 
 _T = TypeVar("_T")
 
 
-class SimulatedLegacy(LegacyAdapter):
+class SimulatedLegacy(AdapterWrapper):
     """``inner`` behind latency, jitter, an error rate and a concurrency limit.
 
     Each call, in order: waits for one of ``max_concurrency`` slots (0: unlimited), sleeps
@@ -48,13 +49,12 @@ class SimulatedLegacy(LegacyAdapter):
             raise ValueError(
                 f"max_concurrency must be 0 (unlimited) or more, not {max_concurrency}"
             )
-        self.inner = inner
+        super().__init__(inner)
         self.latency_s = latency_s
         self.jitter_s = jitter_s
         self.error_rate = error_rate
         self.max_concurrency = max_concurrency
         self.effect_lands_on_timeout = effect_lands_on_timeout
-        self.capabilities = inner.capabilities
         self._random = random.Random(seed)
         # Random's methods are not atomic across threads; one lock keeps seeded runs repeatable
         # in the order calls arrive.
@@ -89,113 +89,3 @@ class SimulatedLegacy(LegacyAdapter):
         finally:
             if self._slots is not None:
                 self._slots.release()
-
-    # Users ------------------------------------------------------------------------------------
-    def create_user(
-        self, resource_id: str, user: ScimDocument, *, password: str | None, deadline: Deadline
-    ) -> str:
-        return self._call(
-            "create_user",
-            deadline,
-            lambda: self.inner.create_user(resource_id, user, password=password, deadline=deadline),
-        )
-
-    def update_user(
-        self, key: str, user: ScimDocument, *, previous: ScimDocument, deadline: Deadline
-    ) -> None:
-        self._call(
-            "update_user",
-            deadline,
-            lambda: self.inner.update_user(key, user, previous=previous, deadline=deadline),
-        )
-
-    def deactivate_user(self, key: str, *, deadline: Deadline) -> None:
-        self._call(
-            "deactivate_user", deadline, lambda: self.inner.deactivate_user(key, deadline=deadline)
-        )
-
-    def reactivate_user(self, key: str, *, deadline: Deadline) -> None:
-        self._call(
-            "reactivate_user", deadline, lambda: self.inner.reactivate_user(key, deadline=deadline)
-        )
-
-    def set_password(self, key: str, password: str, *, deadline: Deadline) -> None:
-        self._call(
-            "set_password",
-            deadline,
-            lambda: self.inner.set_password(key, password, deadline=deadline),
-        )
-
-    def delete_user(self, key: str, *, deadline: Deadline) -> None:
-        self._call("delete_user", deadline, lambda: self.inner.delete_user(key, deadline=deadline))
-
-    def get_user(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
-        return self._call("get_user", deadline, lambda: self.inner.get_user(key, deadline=deadline))
-
-    def find_user(self, resource_id: str, *, deadline: Deadline) -> str | None:
-        return self._call(
-            "find_user", deadline, lambda: self.inner.find_user(resource_id, deadline=deadline)
-        )
-
-    def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
-        return self._call(
-            "list_users",
-            deadline,
-            lambda: self.inner.list_users(cursor=cursor, limit=limit, deadline=deadline),
-        )
-
-    # Groups -----------------------------------------------------------------------------------
-    def create_group(self, resource_id: str, group: ScimDocument, *, deadline: Deadline) -> str:
-        return self._call(
-            "create_group",
-            deadline,
-            lambda: self.inner.create_group(resource_id, group, deadline=deadline),
-        )
-
-    def update_group(
-        self, key: str, group: ScimDocument, *, previous: ScimDocument, deadline: Deadline
-    ) -> None:
-        self._call(
-            "update_group",
-            deadline,
-            lambda: self.inner.update_group(key, group, previous=previous, deadline=deadline),
-        )
-
-    def add_members(self, key: str, member_keys: Sequence[str], *, deadline: Deadline) -> None:
-        self._call(
-            "add_members",
-            deadline,
-            lambda: self.inner.add_members(key, member_keys, deadline=deadline),
-        )
-
-    def remove_members(self, key: str, member_keys: Sequence[str], *, deadline: Deadline) -> None:
-        self._call(
-            "remove_members",
-            deadline,
-            lambda: self.inner.remove_members(key, member_keys, deadline=deadline),
-        )
-
-    def delete_group(self, key: str, *, deadline: Deadline) -> None:
-        self._call(
-            "delete_group", deadline, lambda: self.inner.delete_group(key, deadline=deadline)
-        )
-
-    def get_group(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
-        return self._call(
-            "get_group", deadline, lambda: self.inner.get_group(key, deadline=deadline)
-        )
-
-    def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
-        return self._call(
-            "find_group", deadline, lambda: self.inner.find_group(resource_id, deadline=deadline)
-        )
-
-    def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
-        return self._call(
-            "list_groups",
-            deadline,
-            lambda: self.inner.list_groups(cursor=cursor, limit=limit, deadline=deadline),
-        )
-
-    def close(self) -> None:
-        self.inner.close()

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import redis
 
 from adapters.errors import TransientError
-from adapters.port import Deadline, LegacyAdapter, LegacyRecord, Page, ScimDocument
+from adapters.port import Deadline, LegacyAdapter
+from adapters.wrapper import AdapterWrapper
 
 T = TypeVar("T")
 
@@ -184,122 +185,12 @@ class LegacyGuard:
         )
 
 
-class GuardedAdapter(LegacyAdapter):
+class GuardedAdapter(AdapterWrapper):
     """Any adapter, with every call going through a :class:`LegacyGuard`."""
 
     def __init__(self, inner: LegacyAdapter, guard: LegacyGuard) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.guard = guard
-        self.capabilities = inner.capabilities
 
-    def create_user(
-        self, resource_id: str, user: ScimDocument, *, password: str | None, deadline: Deadline
-    ) -> str:
-        return self.guard.call(
-            "create_user",
-            deadline,
-            lambda: self.inner.create_user(resource_id, user, password=password, deadline=deadline),
-        )
-
-    def update_user(
-        self, key: str, user: ScimDocument, *, previous: ScimDocument, deadline: Deadline
-    ) -> None:
-        self.guard.call(
-            "update_user",
-            deadline,
-            lambda: self.inner.update_user(key, user, previous=previous, deadline=deadline),
-        )
-
-    def deactivate_user(self, key: str, *, deadline: Deadline) -> None:
-        self.guard.call(
-            "deactivate_user", deadline, lambda: self.inner.deactivate_user(key, deadline=deadline)
-        )
-
-    def reactivate_user(self, key: str, *, deadline: Deadline) -> None:
-        self.guard.call(
-            "reactivate_user", deadline, lambda: self.inner.reactivate_user(key, deadline=deadline)
-        )
-
-    def set_password(self, key: str, password: str, *, deadline: Deadline) -> None:
-        self.guard.call(
-            "set_password",
-            deadline,
-            lambda: self.inner.set_password(key, password, deadline=deadline),
-        )
-
-    def delete_user(self, key: str, *, deadline: Deadline) -> None:
-        self.guard.call(
-            "delete_user", deadline, lambda: self.inner.delete_user(key, deadline=deadline)
-        )
-
-    def get_user(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
-        return self.guard.call(
-            "get_user", deadline, lambda: self.inner.get_user(key, deadline=deadline)
-        )
-
-    def find_user(self, resource_id: str, *, deadline: Deadline) -> str | None:
-        return self.guard.call(
-            "find_user", deadline, lambda: self.inner.find_user(resource_id, deadline=deadline)
-        )
-
-    def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
-        return self.guard.call(
-            "list_users",
-            deadline,
-            lambda: self.inner.list_users(cursor=cursor, limit=limit, deadline=deadline),
-        )
-
-    def create_group(self, resource_id: str, group: ScimDocument, *, deadline: Deadline) -> str:
-        return self.guard.call(
-            "create_group",
-            deadline,
-            lambda: self.inner.create_group(resource_id, group, deadline=deadline),
-        )
-
-    def update_group(
-        self, key: str, group: ScimDocument, *, previous: ScimDocument, deadline: Deadline
-    ) -> None:
-        self.guard.call(
-            "update_group",
-            deadline,
-            lambda: self.inner.update_group(key, group, previous=previous, deadline=deadline),
-        )
-
-    def add_members(self, key: str, member_keys: Sequence[str], *, deadline: Deadline) -> None:
-        self.guard.call(
-            "add_members",
-            deadline,
-            lambda: self.inner.add_members(key, member_keys, deadline=deadline),
-        )
-
-    def remove_members(self, key: str, member_keys: Sequence[str], *, deadline: Deadline) -> None:
-        self.guard.call(
-            "remove_members",
-            deadline,
-            lambda: self.inner.remove_members(key, member_keys, deadline=deadline),
-        )
-
-    def delete_group(self, key: str, *, deadline: Deadline) -> None:
-        self.guard.call(
-            "delete_group", deadline, lambda: self.inner.delete_group(key, deadline=deadline)
-        )
-
-    def get_group(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
-        return self.guard.call(
-            "get_group", deadline, lambda: self.inner.get_group(key, deadline=deadline)
-        )
-
-    def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
-        return self.guard.call(
-            "find_group", deadline, lambda: self.inner.find_group(resource_id, deadline=deadline)
-        )
-
-    def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
-        return self.guard.call(
-            "list_groups",
-            deadline,
-            lambda: self.inner.list_groups(cursor=cursor, limit=limit, deadline=deadline),
-        )
-
-    def close(self) -> None:
-        self.inner.close()
+    def _call(self, what: str, deadline: Deadline, call: Callable[[], T]) -> T:
+        return self.guard.call(what, deadline, call)
