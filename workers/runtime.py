@@ -26,14 +26,22 @@ from workers.settings import Settings
 AdapterFactory = Callable[[Settings], LegacyAdapter]
 
 
-def build_adapter(settings: Settings) -> LegacyAdapter:
-    """The configured adapter, wrapped by the simulator when a simulation setting is on."""
+def build_adapter(
+    settings: Settings, *, around: Callable[[LegacyAdapter], LegacyAdapter] | None = None
+) -> LegacyAdapter:
+    """The configured adapter, wrapped by the simulator when a simulation setting is on.
+
+    ``around`` wraps the plugin itself, inside the simulator (tests record calls with it).
+    """
     adapter = load_adapter(settings.adapter, settings.adapter_options_resolved())
+    if around is not None:
+        adapter = around(adapter)
     if (
         settings.simulate_latency_s
         or settings.simulate_error_rate
         or settings.simulate_max_concurrency
         or settings.simulate_jitter_s
+        or settings.simulate_effect_lands_on_timeout
     ):
         adapter = SimulatedLegacy(
             adapter,
@@ -41,6 +49,7 @@ def build_adapter(settings: Settings) -> LegacyAdapter:
             jitter_s=settings.simulate_jitter_s,
             error_rate=settings.simulate_error_rate,
             max_concurrency=settings.simulate_max_concurrency,
+            effect_lands_on_timeout=settings.simulate_effect_lands_on_timeout,
         )
     return adapter
 

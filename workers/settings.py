@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     simulate_jitter_s: float = Field(0.0, ge=0)
     simulate_error_rate: float = Field(0.0, ge=0, le=1)
     simulate_max_concurrency: int = Field(0, ge=0)
+    simulate_effect_lands_on_timeout: bool = False
+    """A simulated time-out still applies the change (the case idempotency is for)."""
 
     # Secrets ----------------------------------------------------------------------------------
     accept_passwords: bool = True

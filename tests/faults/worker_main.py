@@ -24,8 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.port import LegacyAdapter
-from adapters.registry import load_adapter
-from adapters.simulate import SimulatedLegacy
+from workers.runtime import build_adapter
 from workers.settings import Settings, load_settings
 
 
@@ -67,29 +66,12 @@ class RecordedLegacy:
 
 
 def adapter_factory() -> Callable[[Settings], LegacyAdapter]:
-    lands = os.environ.get("FAULT_EFFECT_LANDS_ON_TIMEOUT") == "1"
     record = os.environ.get("FAULT_RECORD_CALLS")
 
     def build(settings: Settings) -> LegacyAdapter:
-        adapter: Any = load_adapter(settings.adapter, settings.adapter_options_resolved())
-        if record:
-            adapter = RecordedLegacy(adapter, record)
-        if (
-            lands
-            or settings.simulate_latency_s
-            or settings.simulate_error_rate
-            or settings.simulate_max_concurrency
-            or settings.simulate_jitter_s
-        ):
-            adapter = SimulatedLegacy(
-                adapter,
-                latency_s=settings.simulate_latency_s,
-                jitter_s=settings.simulate_jitter_s,
-                error_rate=settings.simulate_error_rate,
-                max_concurrency=settings.simulate_max_concurrency,
-                effect_lands_on_timeout=lands,
-            )
-        return adapter  # type: ignore[no-any-return]
+        return build_adapter(
+            settings, around=(lambda adapter: RecordedLegacy(adapter, record)) if record else None
+        )
 
     return build
 
@@ -99,18 +81,23 @@ def main() -> None:
     from workers.tasks import QUEUE
 
     concurrency = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    settings = load_settings()
+    settings = load_settings(
+        simulate_effect_lands_on_timeout=os.environ.get("FAULT_EFFECT_LANDS_ON_TIMEOUT") == "1"
+    )
     app = create_celery(settings, adapter_factory=adapter_factory())
-    app.worker_main(
-        [
-            "worker",
-            "--loglevel=INFO",
-            f"--queues={QUEUE}",
-            f"--concurrency={concurrency}",
-            f"--hostname=scim-bridge@{socket.gethostname()}:{os.getpid()}",
-            "--without-mingle",
-            "--without-gossip",
-        ]
+    raise SystemExit(
+        app.start(
+            [
+                "worker",
+                "--loglevel=INFO",
+                f"--queues={QUEUE}",
+                f"--concurrency={concurrency}",
+                f"--hostname=scim-bridge@{socket.gethostname()}:{os.getpid()}",
+                "--without-mingle",
+                "--without-gossip",
+            ]
+        )
+        or 0
     )
 
 
