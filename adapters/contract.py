@@ -1,11 +1,12 @@
 """The contract test kit: every adapter's tests subclass :class:`AdapterContract`.
 
-Each test is one rule of :mod:`adapters.port`, named as a sentence of the specification. An
+Each test is one rule of :mod:`scim_bridge.adapters.port`, named as a sentence of the
+specification. An
 adapter passes the contract when its subclass, which only says how to build a fresh adapter,
 passes::
 
     import pytest
-    from adapters.contract import AdapterContract
+    from scim_bridge.adapters.contract import AdapterContract
 
     class TestAcmeAdapter(AdapterContract):
         @pytest.fixture
@@ -30,12 +31,12 @@ try:
     import pytest
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "adapters.contract is a pytest test kit and needs pytest:"
+        "scim_bridge.adapters.contract is a pytest test kit and needs pytest:"
         " pip install 'scim-bridge[test]' (or pytest)"
     ) from exc
 
-from adapters.errors import ConflictError, PermanentError, TransientError
-from adapters.port import Capabilities, Deadline, LegacyAdapter, LegacyRecord
+from scim_bridge.adapters.errors import ConflictError, PermanentError, TransientError
+from scim_bridge.adapters.port import Capabilities, Deadline, LegacyAdapter, LegacyRecord
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"

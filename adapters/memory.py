@@ -14,8 +14,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from adapters.errors import ConflictError, PermanentError
-from adapters.port import Deadline, LegacyAdapter, LegacyRecord, Page, ScimDocument
+from scim_bridge.adapters.errors import ConflictError, PermanentError
+from scim_bridge.adapters.port import Deadline, LegacyAdapter, LegacyRecord, Page, ScimDocument
 
 
 class MemoryAdapter(LegacyAdapter):

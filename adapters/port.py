@@ -1,10 +1,10 @@
 """The port every legacy application implements: one class, a handful of methods.
 
-Rules (each proven by :mod:`adapters.contract`, which every adapter's tests subclass):
+Rules (each proven by :mod:`scim_bridge.adapters.contract`, which every adapter's tests subclass):
 
 1. **Synchronous, bounded.** Every method takes a keyword-only ``deadline`` and never outlives
    it: pass :meth:`Deadline.remaining` to every socket, driver or HTTP call you make, and raise
-   :class:`~adapters.errors.TransientError` when it runs out.
+   :class:`~scim_bridge.adapters.errors.TransientError` when it runs out.
 2. **Idempotent.** scim-bridge delivers at least once. ``create_user`` called twice with one
    ``resource_id`` leaves one record and returns the same key; deleting or removing something
    already gone succeeds; adding a member who is already there changes nothing. When a call's
@@ -13,13 +13,16 @@ Rules (each proven by :mod:`adapters.contract`, which every adapter's tests subc
 3. **Whole resources, never PATCH operations.** Methods receive the resource as canonical
    SCIM 2.0 JSON (``password`` removed, ``meta`` and ``groups`` left out) and, for updates, the
    state the legacy application last confirmed, so an adapter can make the fewest calls.
-4. **Only the port's errors.** Raise :class:`~adapters.errors.TransientError`,
-   :class:`~adapters.errors.PermanentError` or :class:`~adapters.errors.ConflictError`; any other
-   exception is treated as transient and logged as an adapter bug.
+4. **Only the port's errors.** Raise :class:`~scim_bridge.adapters.errors.TransientError`,
+   :class:`~scim_bridge.adapters.errors.PermanentError` or
+   :class:`~scim_bridge.adapters.errors.ConflictError`; any other exception is treated as
+   transient and logged as an adapter bug.
 5. **Declared capabilities.** :attr:`LegacyAdapter.capabilities` says which Okta provisioning
    functions the application supports; scim-bridge advertises exactly those.
 6. **Enumerable.** ``list_users``/``list_groups`` page through every record, for imports and
-   for rebuilding the read model.
+   for rebuilding the read model. An adapter that can tell what changed since a point in time
+   also implements :meth:`LegacyAdapter.changes_since` (delta import); the others inherit the
+   default, which says it is not supported.
 
 The legacy key is whatever identifies the record in the legacy application (a primary key, a
 login name). scim-bridge stores it and passes it back; the SCIM ``id`` (``resource_id``) is
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from adapters.errors import TransientError
+from scim_bridge.adapters.errors import TransientError
 
 ScimDocument = Mapping[str, Any]
 
@@ -119,6 +122,26 @@ class Page:
 
     records: Sequence[LegacyRecord]
     cursor: str | None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """One page of :meth:`LegacyAdapter.changes_since`.
+
+    ``users`` and ``groups`` hold the records created or changed since the token given (whole
+    records, as ``get_user``/``get_group`` return them). ``token`` is opaque and is what the next
+    call passes; ``more`` says another page is ready now. Records that disappeared are not
+    reported here: the full pass finds them.
+    """
+
+    users: Sequence[LegacyRecord]
+    groups: Sequence[LegacyRecord]
+    token: str
+    more: bool = False
+
+
+class DeltaNotSupported(NotImplementedError):
+    """Raised by the default :meth:`LegacyAdapter.changes_since`."""
 
 
 class LegacyAdapter(ABC):
@@ -209,6 +232,22 @@ class LegacyAdapter(ABC):
     @abstractmethod
     def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         """One page of at most ``limit`` groups in a stable order."""
+
+    # Delta import (optional) ----------------------------------------------------------------
+    def changes_since(self, token: str | None, *, limit: int, deadline: Deadline) -> Changes:
+        """Records changed after ``token``, at most ``limit`` of each kind, oldest change first.
+
+        ``token=None`` returns no records and the token for "now", so a delta that starts after a
+        full import sees only what changed later. A record changed at the same instant as the
+        token may be returned again (harmless: imports compare before they write); none may be
+        missed. Adapters that cannot tell leave this default.
+        """
+        raise DeltaNotSupported(f"{type(self).__name__} has no delta import")
+
+    @property
+    def supports_delta(self) -> bool:
+        """Whether this adapter implements :meth:`changes_since`."""
+        return type(self).changes_since is not LegacyAdapter.changes_since
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called when the worker process stops."""

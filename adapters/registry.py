@@ -6,7 +6,8 @@ A plugin package declares, in its ``pyproject.toml``::
     acme = "acme_scim:AcmeAdapter.from_options"
 
 The entry point names a callable that takes the adapter's options (a mapping from the
-configuration) and returns a :class:`~adapters.port.LegacyAdapter`. Plugins are imported only when
+configuration) and returns a :class:`~scim_bridge.adapters.port.LegacyAdapter`. Plugins are
+imported only when
 chosen, so a broken plugin that is installed but not configured costs nothing, and a broken plugin
 that is configured is named in the error together with the package that ships it.
 """
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from adapters.port import LegacyAdapter
+from scim_bridge.adapters.port import LegacyAdapter
 
 ENTRY_POINT_GROUP = "scim_bridge.adapters"
 

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from adapters.errors import TransientError
-from adapters.port import Deadline, LegacyAdapter
-from adapters.wrapper import AdapterWrapper
+from scim_bridge.adapters.errors import TransientError
+from scim_bridge.adapters.port import Deadline, LegacyAdapter
+from scim_bridge.adapters.wrapper import AdapterWrapper
 
 _T = TypeVar("_T")
 

@@ -116,8 +116,8 @@ from sqlalchemy.engine import Connection, CursorResult, Engine, Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from adapters.errors import AdapterError, ConflictError, PermanentError, TransientError
-from adapters.port import (
+from scim_bridge.adapters.errors import AdapterError, ConflictError, PermanentError, TransientError
+from scim_bridge.adapters.port import (
     Capabilities,
     Capability,
     Deadline,

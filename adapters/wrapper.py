@@ -10,7 +10,14 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from adapters.port import Deadline, LegacyAdapter, LegacyRecord, Page, ScimDocument
+from scim_bridge.adapters.port import (
+    Changes,
+    Deadline,
+    LegacyAdapter,
+    LegacyRecord,
+    Page,
+    ScimDocument,
+)
 
 _T = TypeVar("_T")
 
@@ -131,6 +138,18 @@ class AdapterWrapper(LegacyAdapter):
             "list_groups",
             deadline,
             lambda: self.inner.list_groups(cursor=cursor, limit=limit, deadline=deadline),
+        )
+
+    # Delta import -----------------------------------------------------------------------------
+    @property
+    def supports_delta(self) -> bool:
+        return self.inner.supports_delta
+
+    def changes_since(self, token: str | None, *, limit: int, deadline: Deadline) -> Changes:
+        return self._call(
+            "changes_since",
+            deadline,
+            lambda: self.inner.changes_since(token, limit=limit, deadline=deadline),
         )
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """The Falcon application: ``create_app`` wires collaborators, ``get_app`` is gunicorn's entry.
 
-gunicorn 'api.app:get_app()' -c deploy/gunicorn.conf.py
+gunicorn 'scim_bridge.api.app:get_app()' -c deploy/gunicorn.conf.py
 """
 
 from __future__ import annotations
@@ -10,20 +10,20 @@ from collections.abc import Callable
 
 import falcon
 
-from api import errors
-from api.auth import Authenticator
-from api.capacity import BacklogEstimate
-from api.dialects import SCIM_1, SCIM_2
-from api.discovery import Listed, ProviderConfig, resource_types, schema_documents
-from api.health import Health, Metrics, Readiness
-from api.reads import ReadService
-from api.resources import Collection, Endpoint, Item, RootSearch
-from api.schemas import build_schemas
-from api.writes import WriteService
-from workers.readmodel import Kind, ReadModel
-from workers.runtime import Runtime, password_vault
-from workers.settings import Settings, SettingsError, load_settings
-from workers.tasks import RECONCILE
+from scim_bridge.api import errors
+from scim_bridge.api.auth import Authenticator
+from scim_bridge.api.capacity import BacklogEstimate
+from scim_bridge.api.dialects import SCIM_1, SCIM_2
+from scim_bridge.api.discovery import Listed, ProviderConfig, resource_types, schema_documents
+from scim_bridge.api.health import Health, Metrics, Readiness
+from scim_bridge.api.reads import ReadService
+from scim_bridge.api.resources import Collection, Endpoint, Item, RootSearch
+from scim_bridge.api.schemas import build_schemas
+from scim_bridge.api.writes import WriteService
+from scim_bridge.workers.readmodel import Kind, ReadModel
+from scim_bridge.workers.runtime import Runtime, password_vault
+from scim_bridge.workers.settings import Settings, SettingsError, load_settings
+from scim_bridge.workers.tasks import RECONCILE
 
 log = logging.getLogger("scim_bridge.api")
 
@@ -32,7 +32,7 @@ Publish = Callable[[Kind, str], None]
 
 def celery_publisher(settings: Settings) -> Publish:
     """Publish reconcile tasks through Celery (built lazily, after gunicorn forks)."""
-    from workers.celery_app import create_celery
+    from scim_bridge.workers.celery_app import create_celery
 
     app = create_celery(settings)
 

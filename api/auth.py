@@ -9,8 +9,8 @@ import logging
 
 import falcon
 
-from api.errors import ScimError
-from workers.settings import Settings
+from scim_bridge.api.errors import ScimError
+from scim_bridge.workers.settings import Settings
 
 log = logging.getLogger("scim_bridge.api.auth")
 

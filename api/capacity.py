@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from workers.readmodel import ReadModel
+from scim_bridge.workers.readmodel import ReadModel
 
 
 class BacklogEstimate:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from workers.settings import Settings, SettingsError, load_settings
+from scim_bridge.workers.settings import Settings, SettingsError, load_settings
 
 
 def _settings() -> Settings:
@@ -83,7 +83,7 @@ def serve(
             self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            from api.app import get_app
+            from scim_bridge.api.app import get_app
 
             return get_app()
 
@@ -95,8 +95,8 @@ def worker(concurrency: int | None, loglevel: str) -> None:
     """A Celery worker consuming reconcile tasks."""
     settings = _settings()
     _require_password_key(settings)
-    from workers.celery_app import create_celery
-    from workers.tasks import QUEUE
+    from scim_bridge.workers.celery_app import create_celery
+    from scim_bridge.workers.tasks import QUEUE
 
     app = create_celery(settings)
     argv = [
@@ -116,7 +116,7 @@ def worker(concurrency: int | None, loglevel: str) -> None:
 def beat(schedule: str, loglevel: str) -> None:
     """Celery beat: runs the sweeper. Run exactly one."""
     settings = _settings()
-    from workers.celery_app import create_celery
+    from scim_bridge.workers.celery_app import create_celery
 
     app = create_celery(settings)
     raise SystemExit(app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"]) or 0)
@@ -203,7 +203,7 @@ def dev(port: int, data_dir: Path) -> None:
         env.setdefault("SCIM_BRIDGE_AUTH_HEADER_NAME", "Authorization")
         env.setdefault("SCIM_BRIDGE_AUTH_HEADER_VALUE", f"Bearer {token}")
     if "SCIM_BRIDGE_PASSWORD_KEY" not in env and "SCIM_BRIDGE_PASSWORD_KEY_FILE" not in env:
-        from workers.passwords import PasswordVault
+        from scim_bridge.workers.passwords import PasswordVault
 
         key_file = data_dir / "password.key"
         _secret_file(key_file, lambda: PasswordVault.generate_key().decode())
@@ -214,7 +214,7 @@ def dev(port: int, data_dir: Path) -> None:
     # systemd, docker and timeout stop with SIGTERM: stop the children as Ctrl-C would.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     settings = _settings()  # validate once, here, before anything else starts
-    me = [sys.executable, "-m", "api.cli"]
+    me = [sys.executable, "-m", "scim_bridge.api.cli"]
     commands = {
         "worker": [*me, "worker", "--concurrency", "2"],
         "beat": [*me, "beat", "--schedule", str(data_dir / "celerybeat-schedule")],
@@ -250,7 +250,7 @@ def dev(port: int, data_dir: Path) -> None:
 
 def _wait_for_worker(settings: Settings, timeout_s: float) -> None:
     """Until a worker has reported in, writes could not be confirmed: wait for one."""
-    from workers.runtime import Runtime
+    from scim_bridge.workers.runtime import Runtime
 
     store = Runtime(settings).store
     deadline = time.monotonic() + timeout_s
@@ -297,14 +297,14 @@ def _stop(processes: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> None:
 
 # status and dlq ------------------------------------------------------------------------------
 def _operator_runtime() -> Any:
-    from workers.runtime import Runtime
+    from scim_bridge.workers.runtime import Runtime
 
     return Runtime(_settings())
 
 
 def show_status(as_json: bool) -> None:
     """Backlog, oldest pending change, dead letters, circuit, workers, queues."""
-    from workers.operations import status
+    from scim_bridge.workers.operations import status
 
     runtime = _operator_runtime()
     current = status(runtime.store, runtime.guard)
@@ -338,7 +338,7 @@ def show_status(as_json: bool) -> None:
 
 def dead_letters(action: str, member: str | None, reason: str | None, as_json: bool) -> None:
     """``dlq list|show|retry|drop``."""
-    from workers.operations import DeadLetterError, drop, retry
+    from scim_bridge.workers.operations import DeadLetterError, drop, retry
 
     runtime = _operator_runtime()
     store = runtime.store
@@ -361,8 +361,8 @@ def dead_letters(action: str, member: str | None, reason: str | None, as_json: b
             print(json.dumps(entry, indent=2))
         elif action == "retry":
             assert member is not None
-            from workers.celery_app import create_celery
-            from workers.tasks import RECONCILE
+            from scim_bridge.workers.celery_app import create_celery
+            from scim_bridge.workers.tasks import RECONCILE
 
             kind, rid = retry(store, member)
             create_celery(runtime.settings).send_task(RECONCILE, args=[kind.value, rid])
@@ -398,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_beat = commands.add_parser("beat", help="run Celery beat (the sweeper); exactly one")
     p_beat.add_argument("--schedule", default="celerybeat-schedule")
     p_beat.add_argument("--loglevel", default="INFO")
-    from api import check
+    from scim_bridge.api import check
 
     check.add_arguments(commands.add_parser("check", help=check.HELP, description=check.HELP))
     p_status = commands.add_parser("status", help="backlog, dead letters, circuit, workers, queues")

@@ -27,11 +27,11 @@ from scim2_models import (
     Sort,
 )
 
-from api.dialects import V1_CORE, Dialect
-from api.errors import ScimError
-from api.schemas import ScimSchemas
-from workers.readmodel import Kind, ReadModel
-from workers.settings import Settings
+from scim_bridge.api.dialects import V1_CORE, Dialect
+from scim_bridge.api.errors import ScimError
+from scim_bridge.api.schemas import ScimSchemas
+from scim_bridge.workers.readmodel import Kind, ReadModel
+from scim_bridge.workers.settings import Settings
 
 SCIM_JSON = "application/scim+json"
 OKTA_PROVIDER_CONFIG = "urn:okta:schemas:scim:providerconfig:1.0"

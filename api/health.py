@@ -11,9 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from workers.guard import LegacyGuard
-from workers.readmodel import ReadModel
-from workers.tasks import QUEUE
+from scim_bridge.workers.guard import LegacyGuard
+from scim_bridge.workers.readmodel import ReadModel
+from scim_bridge.workers.tasks import QUEUE
 
 
 class Health:

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 from scim2_models import InvalidFilterException, NotFoundException, ScimFilter
 from scim2_models.path import AttrPath, Comparison, FilterNode, LogicalExpr, Not, Present
 
-from api.dialects import Dialect
-from api.schemas import ScimSchemas
-from workers.query import plan
-from workers.readmodel import Kind, ReadModel
+from scim_bridge.api.dialects import Dialect
+from scim_bridge.api.schemas import ScimSchemas
+from scim_bridge.workers.query import plan
+from scim_bridge.workers.readmodel import Kind, ReadModel
 
 _ALIASES = {"email": AttrPath("emails", "value")}
 

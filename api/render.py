@@ -1,6 +1,6 @@
 """Turning stored documents into response bytes, without parsing them where possible.
 
-Stored documents end with ``"meta":{...}}`` (see :func:`api.schemas.canonical`), so the
+Stored documents end with ``"meta":{...}}`` (see :func:`scim_bridge.api.schemas.canonical`), so the
 resource's ``meta.location`` is spliced in as bytes; a ListResponse is assembled around the
 stored bytes. Only ``attributes``/``excludedAttributes`` need a parse and a model.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 from scim2_models import Context, ResponseParameters
 
-from api.dialects import Dialect
-from api.schemas import ScimSchemas
-from workers.readmodel import Kind
+from scim_bridge.api.dialects import Dialect
+from scim_bridge.api.schemas import ScimSchemas
+from scim_bridge.workers.readmodel import Kind
 
 
 def compact(document: Any) -> bytes:

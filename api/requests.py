@@ -9,7 +9,7 @@ from typing import Any
 
 import falcon
 
-from api.errors import ScimError
+from scim_bridge.api.errors import ScimError
 
 JSON_TYPES = ("application/scim+json", "application/json")
 

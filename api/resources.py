@@ -1,6 +1,6 @@
 """Falcon resources for ``/Users`` and ``/Groups``: read params, make one call, set ``resp``.
 
-One set of classes serves both dialects; the :class:`~api.dialects.Dialect` of the route
+One set of classes serves both dialects; the :class:`~scim_bridge.api.dialects.Dialect` of the route
 translates request bodies to SCIM 2.0 and renders answers.
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 import falcon
 from scim2_models import InvalidFilterException
 
-from api.dialects import Dialect
-from api.errors import ScimError
-from api.reads import ReadService, parse_filter
-from api.render import compact, list_response, project, version_of, with_location
-from api.requests import Listing, listing, names, read_json, search_listing
-from api.schemas import ScimSchemas
-from api.writes import WriteService, Written
-from workers.readmodel import Kind
+from scim_bridge.api.dialects import Dialect
+from scim_bridge.api.errors import ScimError
+from scim_bridge.api.reads import ReadService, parse_filter
+from scim_bridge.api.render import compact, list_response, project, version_of, with_location
+from scim_bridge.api.requests import Listing, listing, names, read_json, search_listing
+from scim_bridge.api.schemas import ScimSchemas
+from scim_bridge.api.writes import WriteService, Written
+from scim_bridge.workers.readmodel import Kind
 
 SCIM_JSON = "application/scim+json"
 

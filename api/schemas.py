@@ -4,7 +4,8 @@ SCIM 2.0 is the canonical model (RFC 7643, validated with scim2-models): Users w
 enterprise extension and Okta's custom user extension ``urn:okta:{appName}:1.0:user:{schemaName}``
 (attributes and types from the settings), Groups with Okta's ``urn:okta:custom:group:1.0``
 (``description``). Every stored document is its JSON with ``id`` after ``schemas`` and ``meta``
-last, so the read path can add ``meta.location`` without parsing (see :mod:`api.render`).
+last, so the read path can add ``meta.location`` without parsing (see
+:mod:`scim_bridge.api.render`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 from scim2_models import URN, Context, EnterpriseUser, Extension, Group, Resource, User
 
-from workers.readmodel import Kind
-from workers.settings import Settings
+from scim_bridge.workers.readmodel import Kind
+from scim_bridge.workers.settings import Settings
 
 OKTA_GROUP_URN = "urn:okta:custom:group:1.0"
 CUSTOM_TYPES: dict[str, type] = {"string": str, "boolean": bool, "integer": int, "double": float}

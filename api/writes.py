@@ -21,12 +21,12 @@ from scim2_models import (
     UniquenessException,
 )
 
-from api.capacity import BacklogEstimate
-from api.dialects import SCIM_1
-from api.errors import ScimError, from_validation
-from api.schemas import ScimSchemas, canonical
-from workers.passwords import PasswordVault
-from workers.readmodel import (
+from scim_bridge.api.capacity import BacklogEstimate
+from scim_bridge.api.dialects import SCIM_1
+from scim_bridge.api.errors import ScimError, from_validation
+from scim_bridge.api.schemas import ScimSchemas, canonical
+from scim_bridge.workers.passwords import PasswordVault
+from scim_bridge.workers.readmodel import (
     Kind,
     Outcome,
     ReadModel,

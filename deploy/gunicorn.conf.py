@@ -1,6 +1,6 @@
 """Gunicorn configuration for the scim-bridge api.
 
-    gunicorn --config deploy/gunicorn.conf.py 'api.app:get_app()'
+    gunicorn --config deploy/gunicorn.conf.py 'scim_bridge.api.app:get_app()'
 
 Every value can be changed from the environment, so the same file serves systemd, the container
 image and Kubernetes. Only process-level knobs live here; everything the application itself reads

@@ -21,14 +21,14 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
-from adapters.memory import MemoryAdapter
-from api.app import create_app
-from api.cli import redis_server_binary
-from workers.celery_app import create_celery
-from workers.passwords import PasswordVault
-from workers.readmodel import Kind, ReadModel
-from workers.runtime import Runtime
-from workers.settings import Settings, load_settings
+from scim_bridge.adapters.memory import MemoryAdapter
+from scim_bridge.api.app import create_app
+from scim_bridge.api.cli import redis_server_binary
+from scim_bridge.workers.celery_app import create_celery
+from scim_bridge.workers.passwords import PasswordVault
+from scim_bridge.workers.readmodel import Kind, ReadModel
+from scim_bridge.workers.runtime import Runtime
+from scim_bridge.workers.settings import Settings, load_settings
 
 TOKEN = "Bearer test-token"
 
@@ -241,7 +241,7 @@ def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
             sys.executable,
             "-m",
             "gunicorn",
-            "api.app:get_app()",
+            "scim_bridge.api.app:get_app()",
             "--bind",
             f"127.0.0.1:{port}",
             "--worker-class",

@@ -9,7 +9,7 @@ import io
 import httpx
 import pytest
 
-from api import check, cli
+from scim_bridge.api import check, cli
 from tests.conftest import TOKEN, free_port, wait_until
 
 V1_USER = {

@@ -6,8 +6,8 @@ import concurrent.futures
 
 import httpx
 
-from adapters.memory import MemoryAdapter
-from adapters.simulate import SimulatedLegacy
+from scim_bridge.adapters.memory import MemoryAdapter
+from scim_bridge.adapters.simulate import SimulatedLegacy
 from tests.conftest import TOKEN, wait_until
 from tests.test_users import user_body
 

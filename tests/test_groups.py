@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from adapters.memory import MemoryAdapter
-from adapters.simulate import SimulatedLegacy
+from scim_bridge.adapters.memory import MemoryAdapter
+from scim_bridge.adapters.simulate import SimulatedLegacy
 from tests.conftest import wait_until
 from tests.test_users import user_body
 

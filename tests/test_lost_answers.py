@@ -4,8 +4,8 @@ leave the legacy application out of step: the next reconciliation pushes the who
 
 from __future__ import annotations
 
-from adapters.errors import TransientError
-from adapters.memory import MemoryAdapter
+from scim_bridge.adapters.errors import TransientError
+from scim_bridge.adapters.memory import MemoryAdapter
 from tests.conftest import wait_until
 from tests.test_users import user_body
 
@@ -67,7 +67,9 @@ def test_a_lost_reactivation_then_a_deactivation_leaves_the_user_inactive(client
 def test_a_lost_create_then_a_rename_reaches_the_legacy_application(client, legacy, store):
     adapter = legacy.use(LosesAnswers())
     adapter.lose.add("create_user")
-    rid = client.simulate_post(USERS, json=user_body("c@example.com", displayName="Before")).json["id"]
+    rid = client.simulate_post(USERS, json=user_body("c@example.com", displayName="Before")).json[
+        "id"
+    ]
     client.simulate_put(f"{USERS}/{rid}", json=user_body("c@example.com", displayName="After"))
     settle(store)
     assert list(adapter.users) == ["u1"]

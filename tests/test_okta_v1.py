@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from adapters.memory import MemoryAdapter
-from api.app import create_app
+from scim_bridge.adapters.memory import MemoryAdapter
+from scim_bridge.api.app import create_app
 from tests.conftest import wait_until
 from tests.okta import CUSTOM, V1_CORE, StrictV1Client, okta_user
 
@@ -278,15 +278,21 @@ def test_patch_is_not_offered_in_scim_1_1(agent, legacy):
     assert response.status_code == 405
 
 
-def test_the_unique_user_field_can_be_an_extension_attribute_and_is_indexed(settings, legacy, publisher):
+def test_the_unique_user_field_can_be_an_extension_attribute_and_is_indexed(
+    settings, legacy, publisher
+):
+    from scim_bridge.workers.runtime import Runtime
     from tests.conftest import make_settings
-    from workers.runtime import Runtime
 
     field = f"{CUSTOM}:departmentName"
-    custom = make_settings(settings.redis_url, settings.password_key.get_secret_value(), unique_user_field=field)
+    custom = make_settings(
+        settings.redis_url, settings.password_key.get_secret_value(), unique_user_field=field
+    )
     store = Runtime(custom).store
     agent = StrictV1Client(create_app(custom, store=store, publish=publisher))
-    rid = agent.post("/Users", json=okta_user("dept@example.com", **{CUSTOM: {"departmentName": "Finance"}})).json["id"]
+    rid = agent.post(
+        "/Users", json=okta_user("dept@example.com", **{CUSTOM: {"departmentName": "Finance"}})
+    ).json["id"]
     assert store.redis.smembers(f"sb:u:mv:{field}:finance") == {rid.encode()}
     query = f"filter={CUSTOM}:departmentName%20eq%20%22FINANCE%22&startIndex=1&count=100"
     assert [r["id"] for r in agent.get("/Users", query_string=query).json["Resources"]] == [rid]

@@ -10,14 +10,14 @@ import time
 
 import falcon.testing
 
-from adapters.errors import TransientError
-from adapters.port import Deadline
-from api.app import create_app
-from api.cli import main
+from scim_bridge.adapters.errors import TransientError
+from scim_bridge.adapters.port import Deadline
+from scim_bridge.api.app import create_app
+from scim_bridge.api.cli import main
+from scim_bridge.workers.guard import CircuitOpen, LegacyGuard
+from scim_bridge.workers.readmodel import Kind
 from tests.conftest import TOKEN, make_settings, wait_until
 from tests.test_users import user_body
-from workers.guard import CircuitOpen, LegacyGuard
-from workers.readmodel import Kind
 
 USERS = "/scim/v2/Users"
 
@@ -117,7 +117,7 @@ def test_redis_unreachable_gives_a_503_scim_error_within_a_second(settings, lega
     dead = make_settings(
         f"redis://127.0.0.1:{free_port()}/0", settings.password_key.get_secret_value()
     )
-    from workers.runtime import Runtime
+    from scim_bridge.workers.runtime import Runtime
 
     runtime = Runtime(dead)
     client = falcon.testing.TestClient(

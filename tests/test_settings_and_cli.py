@@ -15,11 +15,11 @@ import falcon.testing
 import httpx
 import pytest
 
-from api.app import create_app
-from api.capacity import BacklogEstimate
+from scim_bridge.api.app import create_app
+from scim_bridge.api.capacity import BacklogEstimate
+from scim_bridge.workers.settings import SettingsError, load_settings
 from tests.conftest import free_port, make_settings, wait_until
 from tests.test_users import user_body
-from workers.settings import SettingsError, load_settings
 
 
 def test_settings_come_from_a_toml_file_and_the_environment_wins(tmp_path, monkeypatch):
@@ -99,7 +99,7 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(tmp_path: Path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")}
     dev = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "scim_bridge.api.cli", "dev", "--port", str(port)],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
         stdout=subprocess.PIPE,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import falcon.testing
 
-from api.app import create_app
+from scim_bridge.api.app import create_app
+from scim_bridge.workers.celery_app import create_celery
+from scim_bridge.workers.readmodel import Kind
+from scim_bridge.workers.runtime import Runtime
 from tests.conftest import TOKEN, make_settings, wait_until
 from tests.test_users import user_body
-from workers.celery_app import create_celery
-from workers.readmodel import Kind
-from workers.runtime import Runtime
 
 
 def test_sigterm_lets_the_in_flight_legacy_call_finish(settings, tmp_path: Path):
@@ -37,7 +37,16 @@ def test_sigterm_lets_the_in_flight_legacy_call_finish(settings, tmp_path: Path)
         "SCIM_BRIDGE_SIMULATE_LATENCY_S": "2.5",
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "worker", "--concurrency", "1", "--loglevel", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "scim_bridge.api.cli",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "WARNING",
+        ],
         env=env,
         cwd=Path(__file__).parent.parent,
     )

@@ -6,10 +6,10 @@ import time
 
 import falcon.testing
 
-from api.app import create_app
+from scim_bridge.api.app import create_app
+from scim_bridge.workers.readmodel import Kind
 from tests.conftest import TOKEN, make_settings, wait_until
 from tests.test_users import user_body
-from workers.readmodel import Kind
 
 
 def test_a_task_dropped_on_the_floor_is_recovered_by_the_sweeper(
@@ -28,7 +28,7 @@ def test_a_task_dropped_on_the_floor_is_recovered_by_the_sweeper(
     assert legacy.adapter.users == {}  # nobody was told
     # Time passes beyond the grace period: the sweeper (run by beat) finds the dirty mark.
     store.touch_dirty(Kind.USER, created.json["id"], time.time() - settings.sweep_grace_s - 1)
-    from workers.celery_app import create_celery
+    from scim_bridge.workers.celery_app import create_celery
 
     create_celery(settings).send_task("scim_bridge.sweep")
     wait_until(lambda: legacy.adapter.users, timeout=10)

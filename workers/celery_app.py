@@ -16,9 +16,9 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
-from workers.runtime import AdapterFactory, Runtime
-from workers.settings import Settings
-from workers.tasks import QUEUE, SWEEP, register_tasks
+from scim_bridge.workers.runtime import AdapterFactory, Runtime
+from scim_bridge.workers.settings import Settings
+from scim_bridge.workers.tasks import QUEUE, SWEEP, register_tasks
 
 log = logging.getLogger("scim_bridge.worker")
 

@@ -20,9 +20,9 @@ from typing import TypeVar, cast
 
 import redis
 
-from adapters.errors import TransientError
-from adapters.port import Deadline, LegacyAdapter
-from adapters.wrapper import AdapterWrapper
+from scim_bridge.adapters.errors import TransientError
+from scim_bridge.adapters.port import Deadline, LegacyAdapter
+from scim_bridge.adapters.wrapper import AdapterWrapper
 
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from workers.guard import LegacyGuard
-from workers.readmodel import Kind, ReadModel, UniquenessConflict, VersionConflict
-from workers.tasks import QUEUE
+from scim_bridge.workers.guard import LegacyGuard
+from scim_bridge.workers.readmodel import Kind, ReadModel, UniquenessConflict, VersionConflict
+from scim_bridge.workers.tasks import QUEUE
 
 
 @dataclass(frozen=True)

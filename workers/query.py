@@ -23,7 +23,7 @@ from scim2_models.path import (
     LogicalOperator,
 )
 
-from workers.readmodel import UNIQUE_ATTRIBUTES, Kind, ReadModel
+from scim_bridge.workers.readmodel import UNIQUE_ATTRIBUTES, Kind, ReadModel
 
 _RANGE = {
     CompareOperator.gt: ("({}", "+inf"),

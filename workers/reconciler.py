@@ -1,7 +1,8 @@
 """Bring one resource of the legacy application to its desired state (DESIGN.md §3, step 4).
 
-Plain code, no Celery: the task in :mod:`workers.tasks` only calls :meth:`Reconciler.reconcile`
-and turns :class:`RetryLater` into a Celery retry. Under the per-resource lock the reconciler
+Plain code, no Celery: the task in :mod:`scim_bridge.workers.tasks` only calls
+:meth:`Reconciler.reconcile` and turns :class:`RetryLater` into a Celery retry. Under the
+per-resource lock the reconciler
 reads desired and applied state, derives the operations (create, update, deactivate, reactivate,
 password change, member add/remove, delete), calls the adapter under one deadline, and records
 the applied state. It always applies the *latest* desired state, so duplicated, reordered or
@@ -17,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.errors import ConflictError, PermanentError, TransientError
-from adapters.port import Deadline, LegacyAdapter
-from workers.guard import CircuitOpen, LegacyBusy
-from workers.passwords import PasswordVault, hash_password, password_matches
-from workers.readmodel import (
+from scim_bridge.adapters.errors import ConflictError, PermanentError, TransientError
+from scim_bridge.adapters.port import Deadline, LegacyAdapter
+from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
+from scim_bridge.workers.passwords import PasswordVault, hash_password, password_matches
+from scim_bridge.workers.readmodel import (
     Kind,
     Outcome,
     ReadModel,

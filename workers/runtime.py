@@ -14,14 +14,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from adapters.port import LegacyAdapter
-from adapters.registry import load_adapter
-from adapters.simulate import SimulatedLegacy
-from workers.guard import GuardedAdapter, LegacyGuard
-from workers.passwords import PasswordVault
-from workers.readmodel import Kind, ReadModel
-from workers.reconciler import Reconciler
-from workers.settings import Settings
+from scim_bridge.adapters.port import LegacyAdapter
+from scim_bridge.adapters.registry import load_adapter
+from scim_bridge.adapters.simulate import SimulatedLegacy
+from scim_bridge.workers.guard import GuardedAdapter, LegacyGuard
+from scim_bridge.workers.passwords import PasswordVault
+from scim_bridge.workers.readmodel import Kind, ReadModel
+from scim_bridge.workers.reconciler import Reconciler
+from scim_bridge.workers.settings import Settings
 
 AdapterFactory = Callable[[Settings], LegacyAdapter]
 

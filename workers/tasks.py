@@ -10,13 +10,13 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from workers.readmodel import Kind
-from workers.reconciler import RetryLater
+from scim_bridge.workers.readmodel import Kind
+from scim_bridge.workers.reconciler import RetryLater
 
 if TYPE_CHECKING:
     from celery import Celery, Task
 
-    from workers.runtime import Runtime
+    from scim_bridge.workers.runtime import Runtime
 
 RECONCILE = "scim_bridge.reconcile"
 SWEEP = "scim_bridge.sweep"

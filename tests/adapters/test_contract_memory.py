@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.contract import AdapterContract
-from adapters.memory import MemoryAdapter
-from adapters.port import LegacyAdapter
+from scim_bridge.adapters.contract import AdapterContract
+from scim_bridge.adapters.memory import MemoryAdapter
+from scim_bridge.adapters.port import LegacyAdapter
 
 
 class TestMemoryAdapter(AdapterContract):

@@ -8,11 +8,17 @@ import time
 
 import pytest
 
-from adapters.contract import AdapterContract, budget, user_document
-from adapters.errors import TransientError
-from adapters.memory import MemoryAdapter
-from adapters.port import Capabilities, Capability, Deadline, LegacyAdapter, LegacyRecord
-from adapters.simulate import SimulatedLegacy
+from scim_bridge.adapters.contract import AdapterContract, budget, user_document
+from scim_bridge.adapters.errors import TransientError
+from scim_bridge.adapters.memory import MemoryAdapter
+from scim_bridge.adapters.port import (
+    Capabilities,
+    Capability,
+    Deadline,
+    LegacyAdapter,
+    LegacyRecord,
+)
+from scim_bridge.adapters.simulate import SimulatedLegacy
 
 
 class TestSimulatedLegacy(AdapterContract):

@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, inspect, text
 
-from adapters.contract import PASSWORD, AdapterContract, budget, group_document, user_document
-from adapters.errors import ConflictError, PermanentError, TransientError
-from adapters.port import Capability, Deadline
-from adapters.sql import SqlAdapter, verify_password
+from scim_bridge.adapters.contract import (
+    PASSWORD,
+    AdapterContract,
+    budget,
+    group_document,
+    user_document,
+)
+from scim_bridge.adapters.errors import ConflictError, PermanentError, TransientError
+from scim_bridge.adapters.port import Capability, Deadline
+from scim_bridge.adapters.sql import SqlAdapter, verify_password
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

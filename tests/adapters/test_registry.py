@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.memory import MemoryAdapter
-from adapters.registry import AdapterLoadError, AdapterNotFound, available_adapters, load_adapter
-from adapters.sql import SqlAdapter
+from scim_bridge.adapters.memory import MemoryAdapter
+from scim_bridge.adapters.registry import (
+    AdapterLoadError,
+    AdapterNotFound,
+    available_adapters,
+    load_adapter,
+)
+from scim_bridge.adapters.sql import SqlAdapter
 
 
 def install_plugin(
@@ -123,7 +128,7 @@ def test_one_name_declared_by_two_packages_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = """
-    from adapters.memory import MemoryAdapter
+    from scim_bridge.adapters.memory import MemoryAdapter
 
     def make(options):
         return MemoryAdapter()

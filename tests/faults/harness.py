@@ -5,11 +5,11 @@ A :class:`Stack` owns one temporary directory and, inside it, everything a case 
 - a ``redis-server`` with its append-only file (``tests.conftest.RedisServer``), restartable on
   the same port and directory;
 - the legacy application: a SQLite database (``legacy.db``) behind the ``sql`` adapter;
-- Celery workers as subprocesses (``python -m api.cli worker``, or ``tests/faults/worker_main.py``
+- Celery workers as subprocesses (``python -m scim_bridge.api.cli worker``, or ``tests/faults/worker_main.py``
   when a case needs a simulator flag no setting reaches), each in its own process group so that
   ``kill -9`` can reach its pool children too;
-- beat (``python -m api.cli beat``), which runs the sweeper every second;
-- the api under gunicorn (``python -m api.cli serve``).
+- beat (``python -m scim_bridge.api.cli beat``), which runs the sweeper every second;
+- the api under gunicorn (``python -m scim_bridge.api.cli serve``).
 
 Every process is started in its own session, logs to a file of the stack's directory, and is
 killed in :meth:`Stack.close` whatever happened. Nothing here sleeps a fixed time to wait for
@@ -42,8 +42,8 @@ import httpx
 import redis
 from cryptography.fernet import Fernet
 
+from scim_bridge.workers.readmodel import Kind, ReadModel
 from tests.conftest import TOKEN, RedisServer, free_port, wait_until
-from workers.readmodel import Kind, ReadModel
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = "/scim/v2/Users"
@@ -235,7 +235,14 @@ class Stack:
         """A Celery worker subprocess; ``runner="faults"`` uses tests/faults/worker_main.py."""
         merged = {**self.env, **env}
         if runner == "cli":
-            argv = [sys.executable, "-m", "api.cli", "worker", "--concurrency", str(concurrency)]
+            argv = [
+                sys.executable,
+                "-m",
+                "scim_bridge.api.cli",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+            ]
         else:
             argv = [sys.executable, "-m", "tests.faults.worker_main", str(concurrency)]
         worker = self._start("worker", argv, merged)
@@ -261,7 +268,7 @@ class Stack:
         schedule = self.directory / f"beat-schedule-{self._counter}"
         return self._start(
             "beat",
-            [sys.executable, "-m", "api.cli", "beat", "--schedule", str(schedule)],
+            [sys.executable, "-m", "scim_bridge.api.cli", "beat", "--schedule", str(schedule)],
             self.env,
         )
 
@@ -272,7 +279,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "api.cli",
+                "scim_bridge.api.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",

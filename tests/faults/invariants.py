@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scim_bridge.workers.readmodel import Kind, ReadModel
 from tests.faults.harness import Ledger, legacy_rows
-from workers.readmodel import Kind, ReadModel
 
 
 @dataclass

@@ -24,7 +24,10 @@ from typing import Any
 
 import falcon.testing
 
-from api.app import create_app
+from scim_bridge.api.app import create_app
+from scim_bridge.workers.celery_app import create_celery
+from scim_bridge.workers.readmodel import Kind
+from scim_bridge.workers.tasks import RECONCILE
 from tests.conftest import TOKEN, make_settings, wait_until
 from tests.faults.harness import (
     GROUPS,
@@ -42,9 +45,6 @@ from tests.faults.harness import (
     version_of,
 )
 from tests.faults.invariants import Report, check
-from workers.celery_app import create_celery
-from workers.readmodel import Kind
-from workers.tasks import RECONCILE
 
 
 @dataclass

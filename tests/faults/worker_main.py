@@ -3,7 +3,7 @@
     python -m tests.faults.worker_main <concurrency>
 
 It reads the same ``SCIM_BRIDGE_*`` settings and starts the same Celery worker as
-``python -m api.cli worker`` (same queue, options and adapter), and:
+``python -m scim_bridge.api.cli worker`` (same queue, options and adapter), and:
 
 - ``FAULT_EFFECT_LANDS_ON_TIMEOUT=1``: the simulated legacy application applies a change and
   then times out (``SimulatedLegacy(effect_lands_on_timeout=True)``); the ``simulate_*``
@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from adapters.port import LegacyAdapter
-from workers.runtime import build_adapter
-from workers.settings import Settings, load_settings
+from scim_bridge.adapters.port import LegacyAdapter
+from scim_bridge.workers.runtime import build_adapter
+from scim_bridge.workers.settings import Settings, load_settings
 
 
 class RecordedLegacy:
@@ -77,8 +77,8 @@ def adapter_factory() -> Callable[[Settings], LegacyAdapter]:
 
 
 def main() -> None:
-    from workers.celery_app import create_celery
-    from workers.tasks import QUEUE
+    from scim_bridge.workers.celery_app import create_celery
+    from scim_bridge.workers.tasks import QUEUE
 
     concurrency = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     settings = load_settings(
