@@ -20,7 +20,7 @@ from scim_bridge.api.reads import ReadService
 from scim_bridge.api.resources import Collection, Endpoint, Item, RootSearch
 from scim_bridge.api.schemas import build_schemas
 from scim_bridge.api.writes import WriteService
-from scim_bridge.workers.readmodel import Kind, ReadModel
+from scim_bridge.store import Kind, Store
 from scim_bridge.workers.runtime import Runtime, password_vault
 from scim_bridge.workers.settings import Settings, SettingsError, load_settings
 from scim_bridge.workers.tasks import RECONCILE
@@ -43,7 +43,7 @@ def celery_publisher(settings: Settings) -> Publish:
 
 
 def create_app(
-    settings: Settings, *, store: ReadModel, publish: Publish
+    settings: Settings, *, store: Store, publish: Publish
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app for ``settings``, with its collaborators given (tests pass their own)."""
     if settings.accept_passwords and settings.password_key_bytes() is None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 import time
 
-from scim_bridge.workers.readmodel import ReadModel
+from scim_bridge.store import Store
 
 
 class BacklogEstimate:
     """Cached estimate of how long a new change waits before a worker takes it."""
 
-    def __init__(self, store: ReadModel, refresh_s: float = 1.0) -> None:
+    def __init__(self, store: Store, refresh_s: float = 1.0) -> None:
         self.store = store
         self.refresh_s = refresh_s
         self._lock = threading.Lock()

@@ -304,10 +304,7 @@ def _operator_runtime() -> Any:
 
 def show_status(as_json: bool) -> None:
     """Backlog, oldest pending change, dead letters, circuit, workers, queues."""
-    from scim_bridge.workers.operations import status
-
-    runtime = _operator_runtime()
-    current = status(runtime.store, runtime.guard)
+    current = _operator_runtime().store.status()
     if as_json:
         print(json.dumps(current.to_dict(), indent=2))
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scim_bridge.workers.readmodel import Kind
+from scim_bridge.store import Kind
 
 V2_CORE = {
     Kind.USER: "urn:ietf:params:scim:schemas:core:2.0:User",

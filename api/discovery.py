@@ -30,7 +30,7 @@ from scim2_models import (
 from scim_bridge.api.dialects import V1_CORE, Dialect
 from scim_bridge.api.errors import ScimError
 from scim_bridge.api.schemas import ScimSchemas
-from scim_bridge.workers.readmodel import Kind, ReadModel
+from scim_bridge.store import Kind, Store
 from scim_bridge.workers.settings import Settings
 
 SCIM_JSON = "application/scim+json"
@@ -97,7 +97,7 @@ def provider_config(settings: Settings, dialect: Dialect, functions: list[str]) 
 class ProviderConfig:
     """``/ServiceProviderConfig(s)``: computed from the capabilities the workers recorded."""
 
-    def __init__(self, settings: Settings, store: ReadModel, dialect: Dialect) -> None:
+    def __init__(self, settings: Settings, store: Store, dialect: Dialect) -> None:
         self.settings = settings
         self.store = store
         self.dialect = dialect

@@ -13,8 +13,8 @@ from scim2_models.path import AttrPath, Comparison, FilterNode, LogicalExpr, Not
 
 from scim_bridge.api.dialects import Dialect
 from scim_bridge.api.schemas import ScimSchemas
+from scim_bridge.store import Kind, Store
 from scim_bridge.workers.query import plan
-from scim_bridge.workers.readmodel import Kind, ReadModel
 
 _ALIASES = {"email": AttrPath("emails", "value")}
 
@@ -83,7 +83,7 @@ def sort_value(doc: dict[str, Any], path: str) -> Any:
 class ReadService:
     """Gets and listings of one read model, in either dialect."""
 
-    def __init__(self, store: ReadModel, schemas: ScimSchemas) -> None:
+    def __init__(self, store: Store, schemas: ScimSchemas) -> None:
         self.store = store
         self.schemas = schemas
 

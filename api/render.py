@@ -15,7 +15,7 @@ from scim2_models import Context, ResponseParameters
 
 from scim_bridge.api.dialects import Dialect
 from scim_bridge.api.schemas import ScimSchemas
-from scim_bridge.workers.readmodel import Kind
+from scim_bridge.store import Kind
 
 
 def compact(document: Any) -> bytes:

@@ -16,7 +16,7 @@ from scim_bridge.api.render import compact, list_response, project, version_of, 
 from scim_bridge.api.requests import Listing, listing, names, read_json, search_listing
 from scim_bridge.api.schemas import ScimSchemas
 from scim_bridge.api.writes import WriteService, Written
-from scim_bridge.workers.readmodel import Kind
+from scim_bridge.store import Kind
 
 SCIM_JSON = "application/scim+json"
 

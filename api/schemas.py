@@ -15,7 +15,7 @@ from typing import Any
 
 from scim2_models import URN, Context, EnterpriseUser, Extension, Group, Resource, User
 
-from scim_bridge.workers.readmodel import Kind
+from scim_bridge.store import Kind
 from scim_bridge.workers.settings import Settings
 
 OKTA_GROUP_URN = "urn:okta:custom:group:1.0"

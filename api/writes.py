@@ -25,16 +25,17 @@ from scim_bridge.api.capacity import BacklogEstimate
 from scim_bridge.api.dialects import SCIM_1
 from scim_bridge.api.errors import ScimError, from_validation
 from scim_bridge.api.schemas import ScimSchemas, canonical
-from scim_bridge.workers.passwords import PasswordVault
-from scim_bridge.workers.readmodel import (
+from scim_bridge.store import (
+    ChangeOutcome,
     Kind,
-    Outcome,
-    ReadModel,
+    OutcomeStatus,
     Snapshot,
+    Store,
     UniquenessConflict,
     VersionConflict,
     now_iso,
 )
+from scim_bridge.workers.passwords import PasswordVault
 
 log = logging.getLogger("scim_bridge.api.writes")
 
@@ -74,7 +75,7 @@ class WriteService:
 
     def __init__(
         self,
-        store: ReadModel,
+        store: Store,
         publish: Publish,
         schemas: ScimSchemas,
         *,
@@ -353,10 +354,10 @@ class WriteService:
         """
         if respond_async:
             return Written(rid, doc, version, confirmed=False, accepted_async=True)
-        outcome: Outcome | None = None
+        outcome: ChangeOutcome | None = None
         if self.backlog.can_confirm_within(self.confirm_wait_s, backlog + 1):
             outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)
-        if outcome is not None and outcome.status == "failed":
+        if outcome is not None and outcome.status is OutcomeStatus.FAILED:
             refusal = f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}"
             if outcome.scim_type == "uniqueness":
                 raise UniquenessException(detail=refusal)

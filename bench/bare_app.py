@@ -1,6 +1,6 @@
 """The yardstick for bench_core.py: a bare Falcon app doing the minimum Redis work per request.
 
-It reads the same keys scim-bridge's read model writes (see workers/readmodel.py), with no
+It reads the same keys scim-bridge's read model writes (see store/keys.py), with no
 authentication, validation, filter parsing or rendering, and is served by gunicorn with the same
 settings as ``scim-bridge serve`` (gthread, same workers, threads and keep-alive). The ratio
 scim-bridge / bare measured in one run tells how much of a figure is the api's own work and how

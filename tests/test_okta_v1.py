@@ -10,6 +10,7 @@ import pytest
 
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.api.app import create_app
+from scim_bridge.store import Kind
 from tests.conftest import wait_until
 from tests.okta import CUSTOM, V1_CORE, StrictV1Client, okta_user
 
@@ -293,6 +294,6 @@ def test_the_unique_user_field_can_be_an_extension_attribute_and_is_indexed(
     rid = agent.post(
         "/Users", json=okta_user("dept@example.com", **{CUSTOM: {"departmentName": "Finance"}})
     ).json["id"]
-    assert store.redis.smembers(f"sb:u:mv:{field}:finance") == {rid.encode()}
+    assert store.redis.smembers(store.keys.lookup(Kind.USER, field, "finance")) == {rid.encode()}
     query = f"filter={CUSTOM}:departmentName%20eq%20%22FINANCE%22&startIndex=1&count=100"
     assert [r["id"] for r in agent.get("/Users", query_string=query).json["Resources"]] == [rid]

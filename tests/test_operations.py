@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 import time
+import uuid
 
 import falcon.testing
 
@@ -14,8 +15,8 @@ from scim_bridge.adapters.errors import TransientError
 from scim_bridge.adapters.port import Deadline
 from scim_bridge.api.app import create_app
 from scim_bridge.api.cli import main
+from scim_bridge.store import Field, Kind
 from scim_bridge.workers.guard import CircuitOpen, LegacyGuard
-from scim_bridge.workers.readmodel import Kind
 from tests.conftest import TOKEN, make_settings, wait_until
 from tests.test_users import user_body
 
@@ -25,7 +26,7 @@ USERS = "/scim/v2/Users"
 def guard_for(store, **options) -> LegacyGuard:
     values = {"max_concurrency": 3, "failure_threshold": 3, "open_s": 0.5}
     values.update(options)
-    return LegacyGuard(store.redis, store.prefix, **values)
+    return LegacyGuard(store, **values)
 
 
 def test_the_global_cap_holds_across_guards_sharing_redis(store, legacy):
@@ -52,7 +53,7 @@ def test_the_global_cap_holds_across_guards_sharing_redis(store, legacy):
 
 def test_a_dead_holders_slot_frees_when_its_lease_expires(store, legacy):
     guard = guard_for(store, max_concurrency=1)
-    guard._acquire(keys=[guard.slots_key], args=["dead-worker", 1, 0.3])  # never released
+    store.take_slot("dead-worker", 1, 0.3)  # never released
     started = time.monotonic()
     guard.call("update_user", Deadline.after(5), lambda: None)
     assert 0.2 < time.monotonic() - started < 2
@@ -125,7 +126,7 @@ def test_redis_unreachable_gives_a_503_scim_error_within_a_second(settings, lega
         headers={"Authorization": TOKEN},
     )
     for method, path, body in (
-        ("GET", f"{USERS}/x", None),
+        ("GET", f"{USERS}/{uuid.uuid4()}", None),
         ("GET", USERS, None),
         ("POST", USERS, user_body()),
     ):
@@ -174,7 +175,7 @@ def test_status_and_the_dead_letter_store(client, legacy, store, capsys, setting
     main(["dlq", "drop", member, "--reason", "title not supported"])
     assert store.dead_letters() == {}
     assert "title" not in client.simulate_get(f"{USERS}/{rid}").json
-    dropped = json.loads(store.redis.lindex(f"{store.prefix}:dlq:dropped", -1))
+    dropped = json.loads(store.redis.lindex(store.keys.dropped, -1))
     assert dropped["reason"] == "title not supported"
 
 
@@ -183,7 +184,7 @@ def test_a_poison_change_is_dead_lettered_instead_of_looping(client, legacy, sto
     wait_until(lambda: store.backlog() == 0)
     # Each earlier start of this change killed its worker before it finished.
     for _ in range(5):
-        store.redis.hincrby(f"sb:u:{rid}", "starts", 1)
+        store.redis.hincrby(store.keys.resource(Kind.USER, rid), Field.STARTS, 1)
     response = client.simulate_put(
         f"{USERS}/{rid}", json=user_body("poison@example.com", displayName="boom")
     )

@@ -76,9 +76,9 @@ def test_a_write_answers_at_once_when_the_backlog_makes_confirmation_impossible(
 ):
     estimate = BacklogEstimate(store, refresh_s=0)
     assert estimate.can_confirm_within(2.0)
-    store.redis.hset(f"{store.prefix}:stats", "reconcile_s", "5.0")  # slow legacy application
+    store.redis.hset(store.keys.stats, "reconcile_s", "5.0")  # slow legacy application
     for i in range(5):
-        store.redis.zadd(store.dirty_key, {f"u:backlog-{i}": time.time()})
+        store.redis.zadd(store.keys.dirty, {f"u:backlog-{i}": time.time()})
     try:
         assert not estimate.can_confirm_within(2.0)
         client = falcon.testing.TestClient(
@@ -91,8 +91,8 @@ def test_a_write_answers_at_once_when_the_backlog_makes_confirmation_impossible(
         assert response.headers["X-SCIM-Bridge-Sync"] == "pending"
         assert time.monotonic() - started < 1.0
     finally:
-        store.redis.zrem(store.dirty_key, *[f"u:backlog-{i}" for i in range(5)])
-        store.redis.hset(f"{store.prefix}:stats", "reconcile_s", "0.01")
+        store.redis.zrem(store.keys.dirty, *[f"u:backlog-{i}" for i in range(5)])
+        store.redis.hset(store.keys.stats, "reconcile_s", "0.01")
 
 
 def test_dev_runs_everything_and_ctrl_c_stops_it(tmp_path: Path):

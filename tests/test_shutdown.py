@@ -13,8 +13,8 @@ from pathlib import Path
 import falcon.testing
 
 from scim_bridge.api.app import create_app
+from scim_bridge.store import Field, Kind
 from scim_bridge.workers.celery_app import create_celery
-from scim_bridge.workers.readmodel import Kind
 from scim_bridge.workers.runtime import Runtime
 from tests.conftest import TOKEN, make_settings, wait_until
 from tests.test_users import user_body
@@ -58,7 +58,13 @@ def test_sigterm_lets_the_in_flight_legacy_call_finish(settings, tmp_path: Path)
             "id"
         ]
         # The reconciliation has started its (slow) legacy call.
-        wait_until(lambda: runtime.store.redis.hget(f"sb:u:{rid}", "starts") == b"1", timeout=15)
+        wait_until(
+            lambda: (
+                runtime.store.redis.hget(runtime.store.keys.resource(Kind.USER, rid), Field.STARTS)
+                == b"1"
+            ),
+            timeout=15,
+        )
         time.sleep(0.3)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0

@@ -7,7 +7,7 @@ import time
 import falcon.testing
 
 from scim_bridge.api.app import create_app
-from scim_bridge.workers.readmodel import Kind
+from scim_bridge.store import Kind
 from tests.conftest import TOKEN, make_settings, wait_until
 from tests.test_users import user_body
 

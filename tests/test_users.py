@@ -172,7 +172,7 @@ def test_bad_input_gets_a_scim_error_and_writes_nothing(client, legacy, store):
 
 
 def store_kind_user():
-    from scim_bridge.workers.readmodel import Kind
+    from scim_bridge.store import Kind
 
     return Kind.USER
 

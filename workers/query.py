@@ -23,7 +23,8 @@ from scim2_models.path import (
     LogicalOperator,
 )
 
-from scim_bridge.workers.readmodel import UNIQUE_ATTRIBUTES, Kind, ReadModel
+from scim_bridge.store import Kind, Store
+from scim_bridge.store.model import UNIQUE_ATTRIBUTES
 
 _RANGE = {
     CompareOperator.gt: ("({}", "+inf"),
@@ -57,7 +58,7 @@ def _is_core(path: AttrPath) -> bool:
     return path.uri is None or path.uri.startswith("urn:ietf:params:scim:schemas:core:")
 
 
-def plan(store: ReadModel, kind: Kind, node: FilterNode) -> tuple[list[str] | None, bool]:
+def plan(store: Store, kind: Kind, node: FilterNode) -> tuple[list[str] | None, bool]:
     """Candidate ids for ``node`` in creation order (None: only a scan can tell), and whether
     the candidates are exactly the matches (every term answered by an exact index).
     """
@@ -70,7 +71,7 @@ def plan(store: ReadModel, kind: Kind, node: FilterNode) -> tuple[list[str] | No
     return store.creation_order(kind, found), exact
 
 
-def _candidates(store: ReadModel, kind: Kind, node: FilterNode) -> tuple[set[str] | None, bool]:
+def _candidates(store: Store, kind: Kind, node: FilterNode) -> tuple[set[str] | None, bool]:
     if isinstance(node, Comparison):
         if _is_core(node.attr_path):
             return _comparison(store, kind, node)
@@ -89,7 +90,7 @@ def _candidates(store: ReadModel, kind: Kind, node: FilterNode) -> tuple[set[str
     return None, False
 
 
-def _extension_comparison(store: ReadModel, kind: Kind, node: Comparison) -> set[str] | None:
+def _extension_comparison(store: Store, kind: Kind, node: Comparison) -> set[str] | None:
     path = f"{node.attr_path.uri}:{node.attr_path.attr}"
     if node.op != CompareOperator.eq or node.attr_path.sub_attr is not None:
         return None
@@ -99,7 +100,7 @@ def _extension_comparison(store: ReadModel, kind: Kind, node: Comparison) -> set
     return None
 
 
-def _comparison(store: ReadModel, kind: Kind, node: Comparison) -> tuple[set[str] | None, bool]:
+def _comparison(store: Store, kind: Kind, node: Comparison) -> tuple[set[str] | None, bool]:
     name = _attribute(node.attr_path)
     lowered = name.lower()
     if node.op == CompareOperator.eq and isinstance(node.value, str):

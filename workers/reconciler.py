@@ -20,16 +20,17 @@ from typing import Any
 
 from scim_bridge.adapters.errors import ConflictError, PermanentError, TransientError
 from scim_bridge.adapters.port import Deadline, LegacyAdapter
-from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
-from scim_bridge.workers.passwords import PasswordVault, hash_password, password_matches
-from scim_bridge.workers.readmodel import (
+from scim_bridge.store import (
+    ChangeOutcome,
     Kind,
-    Outcome,
-    ReadModel,
+    OutcomeStatus,
     Snapshot,
+    Store,
     UniquenessConflict,
     VersionConflict,
 )
+from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
+from scim_bridge.workers.passwords import PasswordVault, hash_password, password_matches
 
 log = logging.getLogger("scim_bridge.reconcile")
 
@@ -77,7 +78,7 @@ class Reconciler:
 
     def __init__(
         self,
-        store: ReadModel,
+        store: Store,
         adapter: LegacyAdapter,
         *,
         vault: PasswordVault | None,
@@ -180,7 +181,7 @@ class Reconciler:
             snap.kind,
             snap.id,
             range(snap.applied_version + 1, snap.version + 1),
-            Outcome("applied", snap.version),
+            ChangeOutcome(OutcomeStatus.APPLIED, snap.version),
         )
         if settled == "moved":
             return "moved"
@@ -380,8 +381,8 @@ class Reconciler:
             snap.kind,
             snap.id,
             range(snap.applied_version + 1, snap.version + 1),
-            Outcome(
-                "failed",
+            ChangeOutcome(
+                OutcomeStatus.FAILED,
                 snap.version,
                 exc.message,
                 "uniqueness" if isinstance(exc, ConflictError) else None,

@@ -1,4 +1,4 @@
-"""The composition root: builds the Redis clients, read model, adapter and reconciler.
+"""The composition root: builds the Redis clients, store, adapter and reconciler.
 
 Nothing here runs at import time; each process (gunicorn worker, Celery worker child) builds its
 own :class:`Runtime` on first use, after any fork.
@@ -6,20 +6,15 @@ own :class:`Runtime` on first use, after any fork.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from functools import cached_property
-
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from scim_bridge.adapters.port import LegacyAdapter
 from scim_bridge.adapters.registry import load_adapter
 from scim_bridge.adapters.simulate import SimulatedLegacy
+from scim_bridge.store import Kind, Store, redis_client
 from scim_bridge.workers.guard import GuardedAdapter, LegacyGuard
 from scim_bridge.workers.passwords import PasswordVault
-from scim_bridge.workers.readmodel import Kind, ReadModel
 from scim_bridge.workers.reconciler import Reconciler
 from scim_bridge.workers.settings import Settings
 
@@ -54,22 +49,6 @@ def build_adapter(
     return adapter
 
 
-def redis_client(settings: Settings, *, blocking_s: float = 0.0) -> redis.Redis:
-    """A client with short timeouts, so a Redis outage fails requests fast instead of hanging.
-
-    ``blocking_s`` lengthens the socket timeout for clients that issue blocking commands.
-    """
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_timeout_s,
-        socket_timeout=settings.redis_timeout_s + blocking_s,
-        health_check_interval=30,
-        max_connections=256,
-        # No silent retries: a request must fail within the timeout, not a multiple of it.
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 def password_vault(settings: Settings) -> PasswordVault | None:
     """The vault for pending passwords, or None when none is configured."""
     key = settings.password_key_bytes()
@@ -82,14 +61,14 @@ class Runtime:
     def __init__(self, settings: Settings, adapter_factory: AdapterFactory | None = None) -> None:
         self.settings = settings
         self._adapter_factory = adapter_factory or build_adapter
-        self._lock = threading.Lock()
 
     @cached_property
-    def store(self) -> ReadModel:
-        """The read model, with a second client for blocking waits."""
-        wait = redis_client(self.settings, blocking_s=self.settings.confirm_wait_s + 1)
-        return ReadModel(
-            redis_client(self.settings),
+    def store(self) -> Store:
+        """The store, with a second client for blocking waits."""
+        url, timeout_s = self.settings.redis_url, self.settings.redis_timeout_s
+        wait = redis_client(url, timeout_s=timeout_s, blocking_s=self.settings.confirm_wait_s + 1)
+        return Store(
+            redis_client(url, timeout_s=timeout_s),
             self.settings.key_prefix,
             wait_client=wait,
             lookups={Kind.USER: self.settings.user_lookup_paths(), Kind.GROUP: ()},
@@ -109,8 +88,7 @@ class Runtime:
     def guard(self) -> LegacyGuard:
         """The global cap and circuit breaker in front of the legacy application."""
         return LegacyGuard(
-            self.store.redis,
-            self.settings.key_prefix,
+            self.store,
             max_concurrency=self.settings.legacy_max_concurrency,
             failure_threshold=self.settings.breaker_failure_threshold,
             open_s=self.settings.breaker_open_s,

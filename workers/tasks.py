@@ -10,7 +10,8 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from scim_bridge.workers.readmodel import Kind
+from scim_bridge.store import Kind
+from scim_bridge.store.keys import QUEUE
 from scim_bridge.workers.reconciler import RetryLater
 
 if TYPE_CHECKING:
@@ -18,9 +19,10 @@ if TYPE_CHECKING:
 
     from scim_bridge.workers.runtime import Runtime
 
+__all__ = ["QUEUE", "RECONCILE", "SWEEP", "backoff_s", "register_tasks"]
+
 RECONCILE = "scim_bridge.reconcile"
 SWEEP = "scim_bridge.sweep"
-QUEUE = "scim-bridge"
 
 log = logging.getLogger("scim_bridge.tasks")
 

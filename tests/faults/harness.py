@@ -42,7 +42,7 @@ import httpx
 import redis
 from cryptography.fernet import Fernet
 
-from scim_bridge.workers.readmodel import Kind, ReadModel
+from scim_bridge.store import Kind, Store
 from tests.conftest import TOKEN, RedisServer, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,7 +211,7 @@ class Stack:
         self.api_url = ""
         self._counter = 0
         self.client = redis.Redis.from_url(self.redis.url, socket_timeout=5)
-        self.store = ReadModel(self.client, "sb")
+        self.store = Store(self.client, "sb")
 
     # Starting things --------------------------------------------------------------------------
     def _start(self, name: str, argv: list[str], env: Mapping[str, str]) -> Process:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scim_bridge.workers.readmodel import Kind, ReadModel
+from scim_bridge.store import Kind, Store
 from tests.faults.harness import Ledger, legacy_rows
 
 
@@ -85,18 +85,18 @@ def _legacy_user_fields(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _live_ids(store: ReadModel, kind: Kind) -> set[str]:
+def _live_ids(store: Store, kind: Kind) -> set[str]:
     return {rid for batch in store.iter_ids(kind) for rid in batch}
 
 
-def check(store: ReadModel, db_path: Path, ledger: Ledger | None = None) -> Report:
+def check(store: Store, db_path: Path, ledger: Ledger | None = None) -> Report:
     """Compare the legacy database with the read model and the clients' ledger."""
     ledger = ledger or Ledger()
     report = Report()
     legacy = legacy_rows(db_path)
     report.legacy_users, report.legacy_groups = len(legacy["users"]), len(legacy["groups"])
     dead = store.dead_letters()
-    dirty = {m.decode() for m in store.redis.zrange(store.dirty_key, 0, -1)}
+    dirty = {m.decode() for m in store.redis.zrange(store.keys.dirty, 0, -1)}
     if dirty:
         report.problems.append(f"{len(dirty)} resources still dirty: {sorted(dirty)[:5]}")
 

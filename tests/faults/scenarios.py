@@ -25,8 +25,8 @@ from typing import Any
 import falcon.testing
 
 from scim_bridge.api.app import create_app
+from scim_bridge.store import Kind
 from scim_bridge.workers.celery_app import create_celery
-from scim_bridge.workers.readmodel import Kind
 from scim_bridge.workers.tasks import RECONCILE
 from tests.conftest import TOKEN, make_settings, wait_until
 from tests.faults.harness import (

@@ -1,0 +1,108 @@
+"""The store: every area over one Redis client, and the one status read."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from scim_bridge.store.deadletters import DeadLetterStore
+from scim_bridge.store.fleet import FleetStore
+from scim_bridge.store.keys import Keys, Kind, parse_ref
+from scim_bridge.store.model import DEFAULT_LOOKUPS
+from scim_bridge.store.resources import ResourceStore
+from scim_bridge.store.scripts import Scripts
+from scim_bridge.store.work import WorkStore
+
+
+def redis_client(url: str, *, timeout_s: float, blocking_s: float = 0.0) -> redis.Redis:
+    """A client with short timeouts, so a Redis outage fails requests fast instead of hanging.
+
+    ``blocking_s`` lengthens the socket timeout for clients that issue blocking commands.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s + blocking_s,
+        health_check_interval=30,
+        max_connections=256,
+        # No silent retries: a request must fail within the timeout, not a multiple of it.
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+@dataclass(frozen=True)
+class Status:
+    """A snapshot of the pipeline: what ``scim-bridge status`` prints and ``/metrics`` serves."""
+
+    backlog: int
+    oldest_pending: str | None
+    oldest_pending_age_s: float | None
+    dead_letters: int
+    circuit: dict[str, Any]
+    legacy_calls_in_flight: int
+    workers: dict[str, int]
+    queue_length: int
+    unacknowledged: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+class Store(ResourceStore, WorkStore, DeadLetterStore, FleetStore):
+    """Typed access to scim-bridge's Redis keys. Safe to share between threads."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "sb",
+        *,
+        wait_client: redis.Redis | None = None,
+        lookups: Mapping[Kind, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.redis = client
+        self.wait_redis = wait_client or client
+        self.keys = Keys(prefix)
+        self.scripts = Scripts(client)
+        self.lookups = dict(lookups or DEFAULT_LOOKUPS)
+
+    def ping(self) -> bool:
+        """Whether Redis answers (raises ``redis.RedisError`` when it does not)."""
+        return bool(self.redis.ping())
+
+    def status(self) -> Status:
+        """Every figure an operator watches."""
+        oldest = self.oldest_pending()
+        resource = None
+        if oldest is not None:
+            kind, rid = parse_ref(oldest[0])
+            resource = f"{kind.resource_type} {rid}"
+        return Status(
+            backlog=self.backlog(),
+            oldest_pending=resource,
+            oldest_pending_age_s=round(max(0.0, time.time() - oldest[1]), 3) if oldest else None,
+            dead_letters=self.dead_letter_count(),
+            circuit=asdict(self.breaker()),
+            legacy_calls_in_flight=self.slots_in_use(),
+            workers=self.live_workers(),
+            queue_length=self.queue_length(),
+            unacknowledged=self.unacknowledged(),
+        )
+
+    def clear_data(self) -> None:
+        """Delete every resource, index and piece of work under the prefix; keep the fleet's
+        keys (live workers stay announced). For tests and for resetting a staging instance."""
+        fleet = {k.encode() for k in self.keys.fleet_keys}
+        doomed = [
+            k
+            for k in self.redis.scan_iter(match=f"{self.keys.prefix}:*", count=1000)
+            if k not in fleet
+        ]
+        if doomed:
+            self.redis.delete(*doomed)

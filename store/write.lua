@@ -1,0 +1,57 @@
+-- Store the next desired state of one or more resources, all or nothing: a user's delete and
+-- the groups it leaves are one step. Each write checks the version its caller read (optimistic
+-- concurrency) and claims its unique index entries before anything changes.
+local seqkey, dirty, pending = KEYS[1], KEYS[2], KEYS[3]
+local writes, now = cjson.decode(ARGV[1]), ARGV[2]
+for i, w in ipairs(writes) do
+  local current = tonumber(redis.call('HGET', w.h, 'v') or '0')
+  if current ~= tonumber(w.expected) then return {'version', tostring(current), tostring(i)} end
+  for _, c in ipairs(w.claims) do
+    local owner = redis.call('HGET', c[1], c[2])
+    if owner and owner ~= w.id then return {'conflict', c[1], tostring(i)} end
+  end
+end
+local versions = {}
+for i, w in ipairs(writes) do
+  local h, id = w.h, w.id
+  for _, r in ipairs(w.releases) do
+    if redis.call('HGET', r[1], r[2]) == id then redis.call('HDEL', r[1], r[2]) end
+  end
+  for _, c in ipairs(w.claims) do redis.call('HSET', c[1], c[2], id) end
+  for _, s in ipairs(w.removes) do redis.call('SREM', s, id) end
+  for _, s in ipairs(w.adds) do redis.call('SADD', s, id) end
+  local version = tonumber(w.expected) + 1
+  if redis.call('HGET', h, 'app') == '=' then
+    redis.call('HSET', h, 'app', redis.call('HGET', h, 'doc'))
+  end
+  if w.doc == '' then
+    redis.call('HSET', h, 'v', version, 'del', '1', 'doc', '')
+    redis.call('HDEL', h, 'doc1')
+    redis.call('ZREM', w.order, id)
+    redis.call('ZREM', w.mod, id)
+  else
+    redis.call('HSET', h, 'v', version, 'del', '0', 'doc', w.doc)
+    if w.doc1 ~= '' then redis.call('HSET', h, 'doc1', w.doc1) else redis.call('HDEL', h, 'doc1') end
+    local seq = redis.call('HGET', h, 'seq')
+    if not seq then
+      seq = redis.call('INCR', seqkey)
+      redis.call('HSET', h, 'seq', seq)
+    end
+    redis.call('ZADD', w.order, seq, id)
+    redis.call('ZADD', w.mod, w.score, id)
+  end
+  if w.pw ~= '' then redis.call('HSET', h, 'pw', w.pw, 'pwv', version) end
+  if w.mode == 'write' then
+    redis.call('HSET', h, 'st', 'pending')
+    redis.call('ZADD', dirty, now, w.ref)
+    redis.call('ZADD', pending, 'NX', now, w.ref)
+  else
+    -- a rollback: desired is the applied state again
+    redis.call('HSET', h, 'st', 'failed', 'av', version, 'app', '=')
+    redis.call('HDEL', h, 'pw', 'pwv', 'fails', 'doubt')
+    redis.call('ZREM', dirty, w.ref)
+    redis.call('ZREM', pending, w.ref)
+  end
+  versions[i] = tostring(version)
+end
+return {'ok', versions[1]}
