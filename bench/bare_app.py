@@ -32,7 +32,7 @@ JSON = "application/scim+json"
 
 class Doc:
     def on_get(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
-        raw = CLIENT.hget(f"{PREFIX}:u:{rid}", "doc")
+        raw = CLIENT.hget(f"{PREFIX}:u:r:{rid}", "doc")
         if not raw:
             raise falcon.HTTPNotFound()
         resp.content_type = JSON
@@ -43,7 +43,7 @@ class ByName:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         name = req.get_param("userName", required=True)
         rid = CLIENT.hget(f"{PREFIX}:u:ix:userName", name.lower())
-        raw = CLIENT.hget(f"{PREFIX}:u:{rid.decode()}", "doc") if rid else None
+        raw = CLIENT.hget(f"{PREFIX}:u:r:{rid.decode()}", "doc") if rid else None
         resp.content_type = JSON
         resp.data = b'{"Resources":[' + (raw or b"") + b"]}"
 
@@ -55,7 +55,7 @@ class Page:
         ids = CLIENT.zrange(f"{PREFIX}:u:order", start - 1, start + count - 2)
         pipe = CLIENT.pipeline(transaction=False)
         for rid in ids:
-            pipe.hget(f"{PREFIX}:u:{rid.decode()}", "doc")
+            pipe.hget(f"{PREFIX}:u:r:{rid.decode()}", "doc")
         docs = [raw for raw in pipe.execute() if raw]
         resp.content_type = JSON
         resp.data = b'{"Resources":[' + b",".join(docs) + b"]}"

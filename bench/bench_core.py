@@ -743,7 +743,7 @@ def check_created(client: redis.Redis, ids: list[str], wait_s: float = 20) -> di
     while True:
         pipe = client.pipeline(transaction=False)
         for rid in ids:
-            pipe.hget(f"{PREFIX}:u:{rid}", "st")
+            pipe.hget(f"{PREFIX}:u:r:{rid}", "st")
         states = pipe.execute()
         counted = Counter((s or b"missing").decode() for s in states)
         if first_check is None:
@@ -1231,7 +1231,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines += [
         "",
         "A create counts as confirmed inside its request when the user's sync state "
-        "(`sb:u:{id}` field `st`) is `applied` and the outcome the worker pushed for it was "
+        "(`sb:u:r:{id}` field `st`) is `applied` and the outcome the worker pushed for it was "
         "consumed by the waiting request (no `sb:out:u:{id}:1` list left behind). "
         f"Confirm wait: {report['parameters']['confirm_wait_s']:g} s.",
         "",
@@ -1376,7 +1376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ids, load_s = load_users(redis_url, password_key, args.users, args.load_processes)
         after = int(client.info("memory")["used_memory"])
         pending = client.zcard(f"{PREFIX}:dirty")
-        sample = client.hget(f"{PREFIX}:u:{ids[0]}", "doc") or b""
+        sample = client.hget(f"{PREFIX}:u:r:{ids[0]}", "doc") or b""
         report["redis"] = {
             "version": info["redis_version"],
             "used_memory_before": before,
