@@ -13,14 +13,14 @@ from scim2_models.path import AttrPath, Comparison, FilterNode, LogicalExpr, Not
 
 from scim_bridge.api.dialects import Dialect
 from scim_bridge.api.schemas import ScimSchemas
-from scim_bridge.store import Kind, Store
+from scim_bridge.store import Kind, Store, dumps
 from scim_bridge.workers.query import plan
 
 _ALIASES = {"email": AttrPath("emails", "value")}
 
 
 @dataclass(frozen=True)
-class Page:
+class ListingPage:
     """One page of a listing: the total and the documents of the page, in the dialect."""
 
     total: int
@@ -106,7 +106,7 @@ class ReadService:
         *,
         sort_by: str | None = None,
         descending: bool = False,
-    ) -> Page:
+    ) -> ListingPage:
         """One page (``start_index`` is 1-based) of the resources matching the filter.
 
         Without ``sort_by`` the order is creation order, stable across import pages.
@@ -114,28 +114,30 @@ class ReadService:
         offset = start_index - 1
         if sort_by:
             ordered = self._sorted(kind, scim_filter, sort_by, descending)
-            return Page(
+            return ListingPage(
                 len(ordered), self._documents(kind, ordered[offset : offset + count], dialect)
             )
         if scim_filter is None:
             total = self.store.count(kind)
-            return Page(
+            return ListingPage(
                 total, self._documents(kind, self.store.page_ids(kind, offset, count), dialect)
             )
         found, exact = plan(self.store, kind, scim_filter.ast)
         if found is not None and exact and len(found) <= 1:
             # One unique value (Okta's check-exists): the document read also says it exists.
             documents = self._documents(kind, found, dialect)
-            return Page(len(documents), documents[offset : offset + count])
+            return ListingPage(len(documents), documents[offset : offset + count])
         if found is not None and exact:
             # The index answers this filter exactly: no document needs checking.
-            return Page(len(found), self._documents(kind, found[offset : offset + count], dialect))
+            return ListingPage(
+                len(found), self._documents(kind, found[offset : offset + count], dialect)
+            )
         total, window = 0, []
         for rid in self._matching(kind, scim_filter, found):
             if offset <= total < offset + count:
                 window.append(rid)
             total += 1
-        return Page(total, self._documents(kind, window, dialect))
+        return ListingPage(total, self._documents(kind, window, dialect))
 
     def _sorted(
         self, kind: Kind, scim_filter: ScimFilter[Any] | None, sort_by: str, descending: bool
@@ -177,7 +179,7 @@ class ReadService:
         if raw is None:
             return None
         rendered = dialect.render(kind, json.loads(raw))
-        return json.dumps(rendered, separators=(",", ":"), ensure_ascii=False).encode()
+        return dumps(rendered).encode()
 
     def _matching(
         self, kind: Kind, scim_filter: ScimFilter[Any], ids: list[str] | None

@@ -15,12 +15,12 @@ from scim2_models import Context, ResponseParameters
 
 from scim_bridge.api.dialects import Dialect
 from scim_bridge.api.schemas import ScimSchemas
-from scim_bridge.store import Kind
+from scim_bridge.store import Kind, dumps
 
 
 def compact(document: Any) -> bytes:
-    """Compact JSON bytes."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON bytes (the store's one compact form, :func:`scim_bridge.store.dumps`)."""
+    return dumps(document).encode()
 
 
 def with_location(raw: bytes, location: str) -> bytes:

@@ -1,5 +1,6 @@
-"""The write path (DESIGN.md §3): validate, apply PUT/PATCH semantics, store desired state
-atomically, publish a reconcile task, and wait a bounded time for the legacy application.
+"""The write path: validate, apply PUT/PATCH semantics, store desired state atomically, publish
+a reconcile task, and wait a bounded time for the legacy application (docs/architecture.md,
+"The write path").
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +36,8 @@ from scim_bridge.store import (
     VersionConflict,
     now_iso,
 )
+from scim_bridge.store.model import member_ids
+from scim_bridge.store.resources import DesiredWrite
 from scim_bridge.workers.passwords import PasswordVault
 
 log = logging.getLogger("scim_bridge.api.writes")
@@ -44,7 +47,7 @@ _ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
-class Change:
+class NextState:
     """The next desired state of a resource (``None``: deleted) and a password to push."""
 
     document: dict[str, Any] | None
@@ -113,7 +116,7 @@ class WriteService:
         rid = str(uuid.uuid4())
         now = now_iso()
         doc = canonical(kind, model, rid, created=now, last_modified=now, version=1)
-        self._check_members(kind, doc)
+        doc = self._known_members(kind, doc, previous=None)
         try:
             version = self._store(kind, rid, doc, previous=None, expected=0, password=password)
         except UniquenessException:
@@ -141,8 +144,8 @@ class WriteService:
         model = self._validate(kind, body, Context.RESOURCE_REPLACEMENT_REQUEST)
         password = self._take_password(model)
 
-        def change(snap: Snapshot) -> Change:
-            return Change(self._next(kind, snap, model), password)
+        def change(snap: Snapshot) -> NextState:
+            return NextState(self._next(kind, snap, model), password)
 
         return self._write(kind, rid, if_match, change, respond_async, backlog)
 
@@ -164,7 +167,7 @@ class WriteService:
         except ValidationError as exc:
             raise from_validation(exc, "invalid PATCH request") from None
 
-        def change(snap: Snapshot) -> Change | None:
+        def change(snap: Snapshot) -> NextState | None:
             current = self.schemas.model(kind).model_validate(snap.desired)
             try:
                 operations.patch(current)
@@ -174,7 +177,7 @@ class WriteService:
             doc = self._next(kind, snap, current)
             if password is None and _content(doc) == _content(snap.desired):
                 return None  # nothing changes: no new version, no legacy call
-            return Change(doc, password)
+            return NextState(doc, password)
 
         return self._write(kind, rid, if_match, change, respond_async, backlog)
 
@@ -184,7 +187,7 @@ class WriteService:
         """DELETE: reads answer 404 at once; the legacy record goes in the background."""
         backlog = self._admit(kind)
         return self._write(
-            kind, rid, if_match, lambda snap: Change(None, None), respond_async, backlog
+            kind, rid, if_match, lambda snap: NextState(None, None), respond_async, backlog
         )
 
     def _update_existing(
@@ -201,7 +204,7 @@ class WriteService:
         kind: Kind,
         rid: str,
         if_match: str | None,
-        change: Callable[[Snapshot], Change | None],
+        change: Callable[[Snapshot], NextState | None],
         respond_async: bool,
         backlog: int,
     ) -> Written:
@@ -211,20 +214,24 @@ class WriteService:
             new = change(snap)
             if new is None:
                 return Written(rid, snap.desired, snap.version, confirmed=False)
-            if new.document is not None:
-                self._check_members(kind, new.document)
+            document = new.document
+            if document is not None:
+                document = self._known_members(kind, document, previous=snap.desired)
+            # A deleted user leaves every group in the same atomic step.
+            leaving = self._groups_leaving(rid) if kind is Kind.USER and document is None else []
             try:
                 version = self._store(
                     kind,
                     rid,
-                    new.document,
+                    document,
                     previous=snap.desired,
                     expected=snap.version,
                     password=new.password,
+                    also=leaving,
                 )
             except VersionConflict:
                 continue
-            return self._confirm(kind, rid, new.document, version, respond_async, backlog)
+            return self._confirm(kind, rid, document, version, respond_async, backlog)
         raise ScimError(409, f"{kind.resource_type} {rid} is being changed concurrently; retry")
 
     # Steps --------------------------------------------------------------------------------------
@@ -278,16 +285,57 @@ class WriteService:
             kind, model, snap.id, created=created, last_modified=now_iso(), version=snap.version + 1
         )
 
-    def _check_members(self, kind: Kind, doc: Mapping[str, Any]) -> None:
-        """A group's members must be users scim-bridge knows."""
+    def _known_members(
+        self, kind: Kind, doc: dict[str, Any], *, previous: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """A group's members must be users scim-bridge knows.
+
+        A member the group already had and that no longer exists is gone (its user was deleted):
+        it is dropped rather than blocking every later change of the group. A new unknown member
+        is the client's error.
+        """
         if kind is not Kind.GROUP:
-            return
+            return doc
         values = [m.get("value") for m in doc.get("members") or ()]
         if not values:
-            return
+            return doc
+        had = set(member_ids(previous))
+        gone = set()
         for value, raw in zip(values, self.store.get_many_raw(Kind.USER, values), strict=True):
-            if raw is None:
+            if raw is not None:
+                continue
+            if value not in had:
                 raise ScimError(400, f"member {value!r} is not a known user", "invalidValue")
+            gone.add(value)
+        if not gone:
+            return doc
+        return doc | {"members": [m for m in doc["members"] if m.get("value") not in gone]}
+
+    def _groups_leaving(self, user_id: str) -> list[DesiredWrite]:
+        """The next desired state of every group that lists ``user_id``, without it."""
+        writes = []
+        for group_id in sorted(self.store.groups_of(user_id)):
+            snap = self.store.snapshot(Kind.GROUP, group_id)
+            if not snap.exists or snap.deleted or snap.desired is None:
+                continue
+            doc = dict(snap.desired)
+            doc["members"] = [m for m in doc.get("members") or () if m.get("value") != user_id]
+            doc["meta"] = dict(doc.get("meta") or {}) | {
+                "lastModified": now_iso(),
+                "version": f'W/"{snap.version + 1}"',
+            }
+            writes.append(
+                DesiredWrite(
+                    Kind.GROUP,
+                    group_id,
+                    doc,
+                    snap.desired,
+                    snap.version,
+                    time.time(),
+                    v1_doc=SCIM_1.render(Kind.GROUP, doc),
+                )
+            )
+        return writes
 
     def _store(
         self,
@@ -298,6 +346,7 @@ class WriteService:
         previous: Mapping[str, Any] | None,
         expected: int,
         password: str | None,
+        also: Sequence[DesiredWrite] = (),
     ) -> int:
         token = None
         if password is not None:
@@ -307,17 +356,18 @@ class WriteService:
                 )
             else:
                 token = self.vault.seal(password)
+        write = DesiredWrite(
+            kind,
+            rid,
+            doc,
+            previous,
+            expected,
+            time.time(),
+            password_token=token,
+            v1_doc=SCIM_1.render(kind, doc) if doc is not None else None,
+        )
         try:
-            version = self.store.write_desired(
-                kind,
-                rid,
-                doc,
-                previous=previous,
-                expected_version=expected,
-                last_modified=time.time(),
-                password_token=token,
-                v1_doc=SCIM_1.render(kind, doc) if doc is not None else None,
-            )
+            version = self.store.write_many([write, *also])
         except UniquenessConflict as conflict:
             value = (doc or {}).get(conflict.attribute)
             taken = (
@@ -325,6 +375,8 @@ class WriteService:
             )
             raise UniquenessException(detail=taken) from None
         self._publish(kind, rid)
+        for other in also:
+            self._publish(other.kind, other.id)
         return version
 
     def _publish(self, kind: Kind, rid: str) -> None:

@@ -29,6 +29,7 @@ from scim_bridge.store import (
     UniquenessConflict,
     VersionConflict,
 )
+from scim_bridge.store.model import member_ids
 from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
 from scim_bridge.workers.passwords import PasswordVault, hash_password, password_matches
 
@@ -65,12 +66,6 @@ class Result:
 def profile(doc: Mapping[str, Any] | None) -> dict[str, Any]:
     """The part of a resource the legacy application stores as its profile."""
     return {k: v for k, v in (doc or {}).items() if k not in _NOT_PROFILE}
-
-
-def member_ids(doc: Mapping[str, Any] | None) -> list[str]:
-    """The user ids of a group document's members, in order, without duplicates."""
-    values = (m.get("value") for m in (doc or {}).get("members") or ())
-    return list(dict.fromkeys(v for v in values if isinstance(v, str)))
 
 
 class Reconciler:
