@@ -43,7 +43,24 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         """Reconcile one resource with the legacy application."""
         resource_kind = Kind(kind)
         try:
-            result = runtime.reconciler.reconcile(resource_kind, rid)
+            try:
+                result = runtime.reconciler.reconcile(resource_kind, rid)
+            except RetryLater:
+                raise
+            except Exception as exc:
+                # Port rule 4: anything but the port's errors is an adapter bug, retried as
+                # transient and dead-lettered after the configured attempts, never lost in a loop
+                # of acknowledged tasks and sweeper re-publications.
+                log.exception(
+                    "adapter bug in plugin %r while reconciling %s %s: %s",
+                    settings.adapter,
+                    kind,
+                    rid,
+                    type(exc).__name__,
+                )
+                raise RetryLater(
+                    f"adapter bug in plugin {settings.adapter!r}: {type(exc).__name__}: {exc}"
+                ) from exc
         except RetryLater as exc:
             failures = runtime.store.count_failure(resource_kind, rid) if exc.counts else 0
             if failures >= settings.max_transient_attempts:
