@@ -13,8 +13,9 @@ from scim_bridge.api.dialects import Dialect
 from scim_bridge.api.errors import ScimError
 from scim_bridge.api.reads import ReadService, parse_filter
 from scim_bridge.api.render import compact, list_response, project, version_of, with_location
-from scim_bridge.api.requests import Listing, listing, names, read_json, search_listing
+from scim_bridge.api.requests import Listing, listing, projection, read_json, search_listing
 from scim_bridge.api.schemas import ScimSchemas
+from scim_bridge.api.strict import check_patch, check_resource
 from scim_bridge.api.writes import WriteService, Written
 from scim_bridge.store import Kind
 
@@ -48,8 +49,10 @@ class Endpoint:
         self.max_count = max_count
 
     def body(self, req: falcon.Request) -> dict[str, object]:
-        """The request body, translated to SCIM 2.0."""
-        return self.dialect.request(self.kind, read_json(req, self.max_body_bytes))
+        """A POST or PUT body, translated to SCIM 2.0 and held to RFC 7643's types."""
+        body = self.dialect.request(self.kind, read_json(req, self.max_body_bytes))
+        check_resource(self.kind, body)
+        return body
 
     def location(self, req: falcon.Request, rid: str) -> str:
         """The absolute URL of a resource, under the prefix the request came through."""
@@ -65,9 +68,7 @@ class Endpoint:
         """A document in the dialect as the response body, projected if the request asks."""
         body = with_location(raw, self.location(req, rid))
         if listing is None:
-            listing = Listing(
-                1, 0, None, names(req, "attributes"), names(req, "excludedAttributes")
-            )
+            listing = projection(req)
         if listing.attributes or listing.excluded_attributes:
             body = project(
                 self.schemas,
@@ -222,10 +223,12 @@ class Item:
             raise ScimError(
                 405, "PATCH is not part of SCIM 1.1 here: send the whole resource with PUT"
             )
+        body = read_json(req, ep.max_body_bytes)
+        check_patch(ep.kind, body)
         written = ep.writes.patch(
             ep.kind,
             rid,
-            read_json(req, ep.max_body_bytes),
+            body,
             req.get_header("If-Match"),
             respond_async=_respond_async(req),
         )
