@@ -90,9 +90,14 @@ def create_app(
                 f"{prefix}/{kind.endpoint}/.search", Collection(endpoint), suffix="search"
             )
             app.add_route(f"{prefix}/{kind.endpoint}/{{rid}}", Item(endpoint))
-        config = ProviderConfig(settings, store, dialect)
-        app.add_route(f"{prefix}/ServiceProviderConfig", config)
-        app.add_route(f"{prefix}/ServiceProviderConfigs", config)
+        # RFC 7644's singular endpoint is what strict SCIM 2.0 clients validate: in 2.0 it is the
+        # RFC document alone. Okta's agent reads the plural, which carries its capabilities.
+        strict = dialect.name != "1.1"
+        app.add_route(
+            f"{prefix}/ServiceProviderConfig",
+            ProviderConfig(settings, store, dialect, okta_capabilities=not strict),
+        )
+        app.add_route(f"{prefix}/ServiceProviderConfigs", ProviderConfig(settings, store, dialect))
         listed_types, listed_schemas = Listed(types, dialect), Listed(described, dialect)
         app.add_route(f"{prefix}/ResourceTypes", listed_types)
         app.add_route(f"{prefix}/ResourceTypes/{{member}}", listed_types, suffix="member")

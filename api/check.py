@@ -243,7 +243,7 @@ class ScimV2(Dialect):
     """SCIM 2.0 (RFC 7643/7644), as the agent speaks it under a ``/v2/`` base URL."""
 
     version = "2.0"
-    config_path = "ServiceProviderConfig"
+    config_path = "ServiceProviderConfigs"  # the singular is RFC-only
     group_schema = V2_GROUP
 
     def user_body(self, user: PushedUser, password: str | None) -> dict[str, Any]:
@@ -666,7 +666,7 @@ class Checker:
 
     # The steps -----------------------------------------------------------------------------------
     def check_capabilities(self) -> str:
-        """``GET /ServiceProviderConfigs`` (1.1) or ``/ServiceProviderConfig`` (2.0)."""
+        """``GET /ServiceProviderConfigs``, where Okta's capabilities are, in both dialects."""
         answer = self.connector.send("GET", self.dialect.config_path)
         self.expect(answer, 200)
         media = answer.headers.get("content-type", "").split(";")[0].strip()

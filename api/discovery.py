@@ -62,8 +62,15 @@ def authentication_schemes(settings: Settings) -> list[dict[str, Any]]:
     return [_dump(scheme)]
 
 
-def provider_config(settings: Settings, dialect: Dialect, functions: list[str]) -> dict[str, Any]:
-    """The ServiceProviderConfig of this deployment in a dialect, with Okta's capabilities."""
+def provider_config(
+    settings: Settings, dialect: Dialect, functions: list[str], *, okta_capabilities: bool = True
+) -> dict[str, Any]:
+    """The ServiceProviderConfig of this deployment in a dialect.
+
+    With ``okta_capabilities`` it carries Okta's ``userManagementCapabilities`` extension;
+    without, in SCIM 2.0, it is exactly RFC 7643's document (a strict client's model forbids any
+    other key), which is what the singular ``/ServiceProviderConfig`` serves.
+    """
     if dialect.name == "1.1":
         # The shape the Okta agent's SCIM 1.1 SDK reads (okta-opp.md).
         config: dict[str, Any] = {
@@ -89,6 +96,8 @@ def provider_config(settings: Settings, dialect: Dialect, functions: list[str]) 
             )
         )
         config["authenticationSchemes"] = authentication_schemes(settings)
+        if not okta_capabilities:
+            return config
         config["schemas"] = [*config["schemas"], OKTA_PROVIDER_CONFIG]
     config[OKTA_PROVIDER_CONFIG] = {"userManagementCapabilities": sorted(functions)}
     return config
@@ -97,10 +106,18 @@ def provider_config(settings: Settings, dialect: Dialect, functions: list[str]) 
 class ProviderConfig:
     """``/ServiceProviderConfig(s)``: computed from the capabilities the workers recorded."""
 
-    def __init__(self, settings: Settings, store: Store, dialect: Dialect) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        dialect: Dialect,
+        *,
+        okta_capabilities: bool = True,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.dialect = dialect
+        self.okta_capabilities = okta_capabilities
         self._cached: tuple[float, bytes] | None = None
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -114,7 +131,9 @@ class ProviderConfig:
                     "start `scim-bridge worker` and retry",
                     Retry_After="5",
                 )
-            body = provider_config(self.settings, self.dialect, functions)
+            body = provider_config(
+                self.settings, self.dialect, functions, okta_capabilities=self.okta_capabilities
+            )
             self._cached = (now, json.dumps(body).encode())
         resp.content_type = SCIM_JSON
         resp.data = self._cached[1]

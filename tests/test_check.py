@@ -71,7 +71,7 @@ def test_wrong_credentials_fail_every_step_with_exit_status_1_and_say_401(gunico
         )
     assert exited.value.code == 1
     out = capsys.readouterr().out
-    assert "FAIL  capabilities         GET ServiceProviderConfig answered 401, expected 200" in out
+    assert "FAIL  capabilities         GET ServiceProviderConfigs answered 401, expected 200" in out
     failures = [line for line in out.splitlines() if line.startswith("FAIL")]
     assert failures and all("answered 401" in line for line in failures), out
 

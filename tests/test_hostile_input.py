@@ -170,3 +170,23 @@ def test_lenient_patch_values_are_refused_and_change_nothing(client, operation):
     user = client.simulate_get(f"{V2}/Users/{rid}").json
     assert user["active"] is True and user["userName"] == "jane@example.com"
     assert user["meta"]["version"] == 'W/"1"'
+
+
+def test_a_strict_scim2_client_accepts_the_service_provider_config_and_okta_keeps_its_own(
+    client, legacy
+):
+    from scim2_models import Context, ServiceProviderConfig
+
+    from scim_bridge.adapters.port import Capability
+
+    legacy.adapter  # the worker published its capabilities
+    strict = client.simulate_get(f"{V2}/ServiceProviderConfig")
+    assert strict.status_code == 200, strict.text
+    model = ServiceProviderConfig.model_validate(
+        strict.json, scim_ctx=Context.RESOURCE_QUERY_RESPONSE
+    )
+    assert model.patch.supported is True
+    okta = client.simulate_get(f"{V2}/ServiceProviderConfigs").json
+    capabilities = okta["urn:okta:schemas:scim:providerconfig:1.0"]["userManagementCapabilities"]
+    assert "urn:okta:schemas:scim:providerconfig:1.0" in okta["schemas"]
+    assert set(capabilities) <= {c.value for c in Capability} and capabilities
