@@ -16,6 +16,7 @@ from scim_bridge.api.capacity import BacklogEstimate
 from scim_bridge.api.dialects import SCIM_1, SCIM_2
 from scim_bridge.api.discovery import Listed, ProviderConfig, resource_types, schema_documents
 from scim_bridge.api.health import Health, Metrics, Readiness
+from scim_bridge.api.origin import Origin
 from scim_bridge.api.reads import ReadService
 from scim_bridge.api.resources import Collection, Endpoint, Item, RootSearch
 from scim_bridge.api.schemas import build_schemas
@@ -69,6 +70,7 @@ def create_app(
         max_backlog=settings.max_backlog,
     )
     types, described = resource_types(schemas), schema_documents(schemas)
+    origin = Origin(settings.public_base_url, settings.allowed_hosts)
     for prefix, dialect in (("/scim/v2", SCIM_2), ("/scim/v1", SCIM_1), ("/scim", SCIM_1)):
         endpoints = {
             kind: Endpoint(
@@ -81,6 +83,7 @@ def create_app(
                 max_body_bytes=settings.max_body_bytes,
                 default_count=settings.default_page_size,
                 max_count=settings.max_page_size,
+                origin=origin,
             )
             for kind in Kind
         }

@@ -11,6 +11,7 @@ from scim2_models import InvalidFilterException
 
 from scim_bridge.api.dialects import Dialect
 from scim_bridge.api.errors import ScimError
+from scim_bridge.api.origin import Origin
 from scim_bridge.api.reads import ReadService, parse_filter
 from scim_bridge.api.render import compact, list_response, project, version_of, with_location
 from scim_bridge.api.requests import Listing, listing, projection, read_json, search_listing
@@ -37,6 +38,7 @@ class Endpoint:
         max_body_bytes: int,
         default_count: int,
         max_count: int,
+        origin: Origin,
     ) -> None:
         self.kind = kind
         self.prefix = prefix
@@ -47,16 +49,18 @@ class Endpoint:
         self.max_body_bytes = max_body_bytes
         self.default_count = default_count
         self.max_count = max_count
+        self.origin = origin
 
     def body(self, req: falcon.Request) -> dict[str, object]:
         """A POST or PUT body, translated to SCIM 2.0 and held to RFC 7643's types."""
+        self.origin.of(req)  # a Host that cannot be answered refuses the write before it is stored
         body = self.dialect.request(self.kind, read_json(req, self.max_body_bytes))
         check_resource(self.kind, body)
         return body
 
     def location(self, req: falcon.Request, rid: str) -> str:
         """The absolute URL of a resource, under the prefix the request came through."""
-        return f"{req.prefix}{self.prefix}/{self.kind.endpoint}/{rid}"
+        return f"{self.origin.of(req)}{self.prefix}/{self.kind.endpoint}/{rid}"
 
     def render(
         self,
@@ -223,6 +227,7 @@ class Item:
             raise ScimError(
                 405, "PATCH is not part of SCIM 1.1 here: send the whole resource with PUT"
             )
+        ep.origin.of(req)
         body = read_json(req, ep.max_body_bytes)
         check_patch(ep.kind, body)
         written = ep.writes.patch(

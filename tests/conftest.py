@@ -128,6 +128,8 @@ def make_settings(redis_url: str, password_key: str, **overrides: Any) -> Settin
         "retry_backoff_max_s": 0.5,
         "max_transient_attempts": 5,
         "worker_concurrency": 1,
+        # Falcon's test client names this host; gunicorn tests use 127.0.0.1 (a default).
+        "allowed_hosts": ["falconframework.org", "127.0.0.1", "localhost"],
     }
     values.update(overrides)
     return load_settings(**values)

@@ -190,3 +190,38 @@ def test_a_strict_scim2_client_accepts_the_service_provider_config_and_okta_keep
     capabilities = okta["urn:okta:schemas:scim:providerconfig:1.0"]["userManagementCapabilities"]
     assert "urn:okta:schemas:scim:providerconfig:1.0" in okta["schemas"]
     assert set(capabilities) <= {c.value for c in Capability} and capabilities
+
+
+def test_a_forged_host_is_never_reflected_into_locations(settings, store, legacy, publisher):
+    import falcon.testing
+
+    from scim_bridge.api.app import create_app
+    from tests.conftest import TOKEN
+
+    app = create_app(settings, store=store, publish=publisher)
+    client = falcon.testing.TestClient(app, headers={"Authorization": TOKEN})
+    forged = client.simulate_post(f"{V2}/Users", json=user_body(), headers={"Host": "evil.example"})
+    scim_error(forged, 400, "invalidValue")
+    assert "SCIM_BRIDGE_PUBLIC_BASE_URL" in forged.json["detail"]
+    assert "evil.example" not in forged.headers.get("Location", "")
+    assert client.simulate_get(f"{V2}/Users").json["totalResults"] == 0
+
+
+def test_the_public_base_url_is_used_whatever_host_a_request_names(
+    settings, store, legacy, publisher
+):
+    import falcon.testing
+
+    from scim_bridge.api.app import create_app
+    from tests.conftest import TOKEN
+
+    public = settings.model_copy(update={"public_base_url": "https://scim.corp.example"})
+    app = create_app(public, store=store, publish=publisher)
+    client = falcon.testing.TestClient(app, headers={"Authorization": TOKEN})
+    created = client.simulate_post(
+        f"{V2}/Users", json=user_body(), headers={"Host": "evil.example"}
+    )
+    assert created.status_code in (201, 202), created.text
+    location = created.headers["Location"]
+    assert location.startswith("https://scim.corp.example/scim/v2/Users/"), location
+    assert created.json["meta"]["location"] == location

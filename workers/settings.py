@@ -12,11 +12,12 @@ import itertools
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -86,6 +87,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_page_size: int = Field(1000, ge=1)
     default_page_size: int = Field(100, ge=1)
+    public_base_url: str | None = None
+    """The connector's URL as Okta reaches it (``https://scim.corp.example``): every ``Location``
+    and ``meta.location`` is built from it, whatever Host a request carries."""
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"]
+    )
+    """Without ``public_base_url``, the Host names (comma-separated) that may appear in
+    locations; a request naming another host gets 400 rather than a forged URL."""
 
     # The legacy application -------------------------------------------------------------------
     adapter: str = "sql"
@@ -165,6 +174,25 @@ class Settings(BaseSettings):
         if self.visibility_timeout_s is not None:
             return self.visibility_timeout_s
         return 2 * max(self.lock_ttl_s, self.retry_backoff_max_s) + 60
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+            raise ValueError(
+                f"SCIM_BRIDGE_PUBLIC_BASE_URL must be an http(s) URL such as "
+                f"https://scim.corp.example, not {value!r}"
+            )
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
