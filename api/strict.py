@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from scim_bridge.api.errors import ScimError
-from scim_bridge.workers.readmodel import Kind
+from scim_bridge.store import Kind
 
 # Boolean attributes of the core schemas (RFC 7643 §4.1, §2.4 "primary"): true or false only.
 _BOOLEANS = frozenset({"active", "primary"})
