@@ -1,0 +1,313 @@
+"""The storage-neutral half of a declarative mapping: SCIM attribute paths, ``active``, passwords.
+
+An adapter driven by a mapping file (the ``sql`` adapter's tables, a directory's entries) needs
+the same three things whatever it stores into, and they live here so that every such adapter
+reads the same syntax and gets the same errors:
+
+* :class:`AttributePath`: one SCIM attribute named as operators write it in a mapping, read from
+  and written into a SCIM document. Supported forms::
+
+      userName                                     a top-level attribute
+      name.givenName                               a sub-attribute of a complex attribute
+      emails[type eq "work"].value                 a sub-attribute of the entry of a
+                                                   multi-valued attribute chosen by a filter
+      emails[primary eq true].value                (``eq`` only; a string, true or false)
+      urn:okta:onprem_app:1.0:user:custom:dept     an attribute of an extension schema
+      urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value
+
+  Attribute names match case-insensitively, as SCIM says; writes keep the spelling the document
+  already uses. ``[primary eq true]`` falls back to the first entry when none is marked primary,
+  because many clients leave ``primary`` out when there is one address.
+* :class:`ActiveMapping`: the two stored values meaning active and inactive (``'A'``/``'T'``,
+  ``1``/``0``, ``'Y'``/``'N'``).
+* :class:`PasswordScheme`: a named hash format the application verifies (bcrypt, argon2,
+  pbkdf2_sha256, sha512_crypt, ...), through libpass, the maintained fork of passlib.
+
+Problems are :class:`MappingError` naming the mapping key, so a file is fixed in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "PASSWORD_SCHEMES",
+    "ActiveMapping",
+    "AttributePath",
+    "MappingError",
+    "PasswordScheme",
+    "parse_path",
+]
+
+
+class MappingError(ValueError):
+    """A mapping entry that cannot be used; ``key`` is its dotted TOML key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+_NAME = r"[A-Za-z][A-Za-z0-9_$-]*"
+_FILTER = re.compile(
+    rf"^(?P<attr>{_NAME})\[\s*(?P<sub>{_NAME})\s+eq\s+"
+    r'(?P<value>"(?:[^"\\]|\\.)*"|true|false)\s*\]'
+    rf"(?:\.(?P<leaf>{_NAME}))?$",
+    re.IGNORECASE,
+)
+_PLAIN = re.compile(rf"^(?P<attr>{_NAME})(?:\.(?P<leaf>{_NAME}))?$")
+
+
+@dataclass(frozen=True)
+class AttributePath:
+    """One SCIM attribute path; build it with :func:`parse_path`."""
+
+    text: str
+    """The path as written in the mapping."""
+    schema: str | None
+    """The extension schema URN, or ``None`` for the core schema."""
+    attribute: str
+    """The top-level attribute (within ``schema`` when set)."""
+    sub_attribute: str | None = None
+    """The sub-attribute (``givenName`` of ``name.givenName``; ``value`` of ``emails[...]``)."""
+    filter_attribute: str | None = None
+    """The attribute a ``[... eq ...]`` filter tests, for multi-valued attributes."""
+    filter_value: str | bool | None = None
+
+    @property
+    def top(self) -> str:
+        """The top-level name a client sees (``name``, ``emails``, or the extension's URN)."""
+        return self.schema if self.schema is not None else self.attribute
+
+    @property
+    def parameter(self) -> str:
+        """An identifier for this path (``name_givenName``), for named statement parameters."""
+        parts = [self.attribute, self.sub_attribute] if self.schema is None else [self.attribute]
+        if self.schema is not None and self.sub_attribute:
+            parts.append(self.sub_attribute)
+        return "_".join(p for p in parts if p)
+
+    def get(self, document: Mapping[str, Any]) -> Any:
+        """The value at this path in ``document``, or ``None`` where it is absent."""
+        container: Any = document
+        if self.schema is not None:
+            container = _lookup(document, self.schema)
+            if not isinstance(container, Mapping):
+                return None
+        value = _lookup(container, self.attribute)
+        if self.filter_attribute is not None:
+            entry = self._entry(value)
+            if entry is None:
+                return None
+            return entry if self.sub_attribute is None else _lookup(entry, self.sub_attribute)
+        if self.sub_attribute is None:
+            return value
+        return _lookup(value, self.sub_attribute) if isinstance(value, Mapping) else None
+
+    def set(self, document: MutableMapping[str, Any], value: Any) -> None:
+        """Write ``value`` at this path in ``document``; ``None`` removes what is there."""
+        container: MutableMapping[str, Any] = document
+        if self.schema is not None:
+            container = _child(document, self.schema, value is not None)  # type: ignore[assignment]
+            if container is None:
+                return
+        if self.filter_attribute is not None:
+            self._set_entry(container, value)
+            return
+        if self.sub_attribute is None:
+            _store(container, self.attribute, value)
+            return
+        complex_value = _child(container, self.attribute, value is not None)
+        if complex_value is not None:
+            _store(complex_value, self.sub_attribute, value)
+            if not complex_value:
+                _store(container, self.attribute, None)
+
+    def _entry(self, entries: Any) -> Any:
+        if not isinstance(entries, list):
+            return None
+        candidates = [e for e in entries if isinstance(e, Mapping)]
+        assert self.filter_attribute is not None
+        for entry in candidates:
+            if _matches(_lookup(entry, self.filter_attribute), self.filter_value):
+                return entry
+        if self.filter_attribute.lower() == "primary" and self.filter_value is True:
+            return candidates[0] if candidates else None
+        return None
+
+    def _set_entry(self, container: MutableMapping[str, Any], value: Any) -> None:
+        name = _spelling(container, self.attribute)
+        entries = container.get(name)
+        entries = [dict(e) for e in entries if isinstance(e, Mapping)] if entries else []
+        entry = self._entry(entries)
+        assert self.filter_attribute is not None and self.sub_attribute is not None
+        if entry is None:
+            if value is None:
+                return
+            entry = {self.filter_attribute: self.filter_value}
+            entries.append(entry)
+        _store(entry, self.sub_attribute, value)
+        if value is None and set(entry) <= {self.filter_attribute, "primary", "type", "display"}:
+            entries.remove(entry)
+        if entries:
+            container[name] = entries
+        else:
+            container.pop(name, None)
+
+
+def parse_path(text: str, *, key: str = "columns") -> AttributePath:
+    """Parse a SCIM attribute path as written in a mapping; ``key`` names it in errors."""
+    schema: str | None = None
+    rest = text.strip()
+    if rest.lower().startswith("urn:"):
+        head, sep, tail = rest.rpartition(":")
+        if not sep or not tail or head.count(":") < 2:
+            raise MappingError(key, f"{text!r} is not an extension attribute (urn:...:name)")
+        schema, rest = head, tail
+    match = _FILTER.match(rest)
+    if match is not None:
+        raw = match["value"]
+        filter_value: str | bool = (
+            raw.lower() == "true" if raw.lower() in ("true", "false") else _unquote(raw)
+        )
+        return AttributePath(
+            text,
+            schema,
+            match["attr"],
+            match["leaf"] or "value",
+            match["sub"],
+            filter_value,
+        )
+    match = _PLAIN.match(rest)
+    if match is None:
+        raise MappingError(
+            key,
+            f"{text!r} is not a SCIM attribute path (use e.g. userName, name.givenName,"
+            ' emails[type eq "work"].value or urn:...:department)',
+        )
+    return AttributePath(text, schema, match["attr"], match["leaf"])
+
+
+@dataclass(frozen=True)
+class ActiveMapping:
+    """How ``active`` is stored: the value meaning true and the one meaning false.
+
+    Reading, a stored value equal to neither reads as inactive, so an application's third state
+    (a suspension, a leaver not yet deleted) never counts as allowed to sign in.
+    """
+
+    true: Any = True
+    false: Any = False
+
+    def __post_init__(self) -> None:
+        if self.true == self.false:
+            raise MappingError("active", f"true and false are the same value ({self.true!r})")
+
+    def to_stored(self, active: bool) -> Any:
+        return self.true if active else self.false
+
+    def from_stored(self, stored: Any) -> bool:
+        if stored == self.true:
+            return True
+        if isinstance(self.true, str) and isinstance(stored, str):
+            # CHAR(n) columns pad with blanks on some databases.
+            return stored.rstrip() == self.true
+        if isinstance(self.true, bool) and isinstance(stored, int):
+            return bool(stored) is self.true
+        return False
+
+
+# Scheme name in a mapping -> libpass handler name. libpass keeps passlib's formats, which is
+# what applications written against crypt(3), passlib or their frameworks already verify.
+PASSWORD_SCHEMES: dict[str, str] = {
+    "bcrypt": "bcrypt",
+    "argon2": "argon2",
+    "pbkdf2_sha256": "pbkdf2_sha256",
+    "pbkdf2_sha512": "pbkdf2_sha512",
+    "sha512_crypt": "sha512_crypt",
+    "sha256_crypt": "sha256_crypt",
+    "scrypt": "scrypt",
+}
+
+
+@dataclass(frozen=True)
+class PasswordScheme:
+    """A password hash format the legacy application verifies."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in PASSWORD_SCHEMES:
+            known = ", ".join(sorted(PASSWORD_SCHEMES))
+            raise MappingError(
+                "password.scheme", f"unknown scheme {self.name!r}; use one of {known}"
+            )
+
+    def _handler(self) -> Any:
+        # Imported on first use: hashing libraries load native code.
+        from passlib import hash as handlers
+
+        return getattr(handlers, PASSWORD_SCHEMES[self.name])
+
+    def hash(self, password: str) -> str:
+        """A salted hash of ``password`` in this scheme's standard format."""
+        return str(self._handler().hash(password))
+
+    def verify(self, password: str, password_hash: str) -> bool:
+        """Whether ``password`` matches ``password_hash`` (``False`` for a malformed hash)."""
+        try:
+            return bool(self._handler().verify(password, password_hash))
+        except (ValueError, TypeError):
+            return False
+
+
+def _unquote(raw: str) -> str:
+    return re.sub(r"\\(.)", r"\1", raw[1:-1])
+
+
+def _matches(actual: Any, wanted: str | bool | None) -> bool:
+    if isinstance(wanted, bool):
+        return actual is wanted
+    return isinstance(actual, str) and actual.lower() == str(wanted).lower()
+
+
+def _spelling(container: Mapping[str, Any], name: str) -> str:
+    """The key ``container`` uses for ``name`` (SCIM names ignore case), else ``name``."""
+    if name in container:
+        return name
+    lowered = name.lower()
+    return next((k for k in container if k.lower() == lowered), name)
+
+
+def _lookup(container: Any, name: str) -> Any:
+    if not isinstance(container, Mapping):
+        return None
+    return container.get(_spelling(container, name))
+
+
+def _store(container: MutableMapping[str, Any], name: str, value: Any) -> None:
+    spelled = _spelling(container, name)
+    if value is None:
+        container.pop(spelled, None)
+    else:
+        container[spelled] = value
+
+
+def _child(
+    container: MutableMapping[str, Any], name: str, create: bool
+) -> MutableMapping[str, Any] | None:
+    spelled = _spelling(container, name)
+    child = container.get(spelled)
+    if isinstance(child, Mapping):
+        copied = dict(child)
+        container[spelled] = copied
+        return copied
+    if not create:
+        return None
+    fresh: dict[str, Any] = {}
+    container[spelled] = fresh
+    return fresh
