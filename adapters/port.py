@@ -194,6 +194,18 @@ class LegacyAdapter(ABC):
         to learn whether a create took effect before it deletes or updates.
         """
 
+    def find_created_user(
+        self, resource_id: str, user: ScimDocument, *, deadline: Deadline
+    ) -> str | None:
+        """Like :meth:`find_user`, also given the desired ``user`` (optional to implement).
+
+        The reconciler calls this after an unknown outcome. An application with no place for the
+        SCIM id (a mapping without an id column or link table) finds the record by its unique
+        login instead; the default asks :meth:`find_user`, so adapters written before this
+        method behave as they did.
+        """
+        return self.find_user(resource_id, deadline=deadline)
+
     @abstractmethod
     def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         """At most ``limit`` users in a stable order, from ``cursor`` (``None``: the first)."""
@@ -228,6 +240,12 @@ class LegacyAdapter(ABC):
     @abstractmethod
     def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
         """The key of the group created for ``resource_id``, or ``None``."""
+
+    def find_created_group(
+        self, resource_id: str, group: ScimDocument, *, deadline: Deadline
+    ) -> str | None:
+        """Like :meth:`find_group`, also given the desired ``group``; see :meth:`find_created_user`."""
+        return self.find_group(resource_id, deadline=deadline)
 
     @abstractmethod
     def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:

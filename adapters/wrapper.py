@@ -80,6 +80,15 @@ class AdapterWrapper(LegacyAdapter):
             "find_user", deadline, lambda: self.inner.find_user(resource_id, deadline=deadline)
         )
 
+    def find_created_user(
+        self, resource_id: str, user: ScimDocument, *, deadline: Deadline
+    ) -> str | None:
+        return self._call(
+            "find_user",
+            deadline,
+            lambda: self.inner.find_created_user(resource_id, user, deadline=deadline),
+        )
+
     def list_users(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:
         return self._call(
             "list_users",
@@ -131,6 +140,15 @@ class AdapterWrapper(LegacyAdapter):
     def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
         return self._call(
             "find_group", deadline, lambda: self.inner.find_group(resource_id, deadline=deadline)
+        )
+
+    def find_created_group(
+        self, resource_id: str, group: ScimDocument, *, deadline: Deadline
+    ) -> str | None:
+        return self._call(
+            "find_group",
+            deadline,
+            lambda: self.inner.find_created_group(resource_id, group, deadline=deadline),
         )
 
     def list_groups(self, *, cursor: str | None, limit: int, deadline: Deadline) -> Page:

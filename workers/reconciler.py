@@ -188,7 +188,13 @@ class Reconciler:
         adapter, key = self.adapter, snap.legacy_key
         if key is None and snap.in_doubt:
             # An earlier create may have landed without its answer being recorded.
-            key = adapter.find_user(snap.id, deadline=deadline.within(self.deadline_s))
+            # The desired document lets an application without a SCIM id column find the
+            # record by its unique login.
+            key = adapter.find_created_user(
+                snap.id,
+                profile(snap.desired or snap.applied or {}),
+                deadline=deadline.within(self.deadline_s),
+            )
         if snap.deleted:
             if key is not None:
                 adapter.delete_user(key, deadline=deadline.within(self.deadline_s))
@@ -245,7 +251,11 @@ class Reconciler:
     def _group(self, snap: Snapshot, deadline: Deadline, operations: list[str]) -> str | None:
         adapter, key = self.adapter, snap.legacy_key
         if key is None and snap.in_doubt:
-            key = adapter.find_group(snap.id, deadline=deadline.within(self.deadline_s))
+            key = adapter.find_created_group(
+                snap.id,
+                profile(snap.desired or snap.applied or {}),
+                deadline=deadline.within(self.deadline_s),
+            )
         if snap.deleted:
             if key is not None:
                 adapter.delete_group(key, deadline=deadline.within(self.deadline_s))

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     adapter: str = "sql"
     adapter_options: dict[str, Any] = Field(default_factory=dict)
     sql_url: str = "sqlite:///scim-bridge-legacy.db"
+    sql_mapping: Path | None = None
+    """The ``sql`` adapter's mapping file (TOML, docs/sql-mapping.md); unset: its own tables."""
     simulate_latency_s: float = Field(0.0, ge=0)
     simulate_jitter_s: float = Field(0.0, ge=0)
     simulate_error_rate: float = Field(0.0, ge=0, le=1)
@@ -282,6 +284,8 @@ class Settings(BaseSettings):
         options = dict(self.adapter_options)
         if self.adapter == "sql":
             options.setdefault("url", self.sql_url)
+            if self.sql_mapping is not None:
+                options.setdefault("mapping", str(self.sql_mapping))
         return options
 
 
