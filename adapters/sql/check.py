@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, Date, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchTableError, SAWarning
 
@@ -177,18 +178,25 @@ def _members(
 
 
 def _unique(connection: Connection, table: Table, column: str) -> bool:
+    """Whether ``column`` alone is the primary key, a unique constraint or a unique index
+    (``lower(column)`` counts: it is stricter)."""
     if [c.name for c in table.primary_key.columns] == [column]:
         return True
-    if any(
-        len(constraint.columns) == 1 and column in constraint.columns
-        for constraint in table.constraints
-        if type(constraint).__name__ == "UniqueConstraint"
-    ):
+    inspector = sa_inspect(connection)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)  # expression indexes: read below
+        constraints = inspector.get_unique_constraints(table.name, schema=table.schema)
+        # SQLite names an inline UNIQUE only as an automatic index.
+        extra = {"include_auto_indexes": True} if connection.dialect.name == "sqlite" else {}
+        indexes = inspector.get_indexes(table.name, schema=table.schema, **extra)
+    if any(list(constraint["column_names"]) == [column] for constraint in constraints):
         return True
-    for index in table.indexes:
-        names = [getattr(e, "name", None) for e in index.expressions]
-        expressions = " ".join(str(e) for e in index.expressions).lower()
-        if index.unique and (names == [column] or f"lower({column})" in expressions):
+    for index in indexes:
+        if not index.get("unique"):
+            continue
+        names = list(index.get("column_names") or [])
+        expressions = " ".join(str(e) for e in index.get("expressions") or []).lower()
+        if names == [column] or f"lower({column.lower()})" in expressions.replace('"', ""):
             return True
     return False
 
@@ -197,7 +205,10 @@ def _option_type(kind: str, option: str, column: Column[Any], problems: list[str
     where = f"{kind}.{option}: column {column.table.name}.{column.name}"
     if option in ("changed", "created") and not isinstance(column.type, DateTime | Date | Integer):
         problems.append(f"{where} is {column.type}, not a date/time or number")
-    if option == "profile" and not isinstance(column.type, JSON | Text):
+    unbounded_text = (
+        isinstance(column.type, String) and getattr(column.type, "length", None) is None
+    )
+    if option == "profile" and not (isinstance(column.type, JSON | Text) or unbounded_text):
         problems.append(f"{where} is {column.type}; the profile needs JSON or TEXT")
     if option == "id_column" and getattr(column.type, "length", 64) < 36:
         problems.append(f"{where} holds {column.type}; SCIM ids need at least 36 characters")

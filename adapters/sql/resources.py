@@ -7,11 +7,12 @@ so values always travel as bound parameters.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Column, Integer, Table, and_, delete, func, insert, select
+from sqlalchemy import JSON, Column, Integer, Table, and_, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from scim_bridge.adapters.errors import ConflictError, PermanentError
@@ -46,6 +47,7 @@ class Bound:
         self.read_changed = read.c[mapping.changed] if mapping.changed else None
         self.created = write.c[mapping.created] if mapping.created else None
         self.profile = write.c[mapping.profile] if mapping.profile else None
+        self.profile_is_json = self.profile is not None and isinstance(self.profile.type, JSON)
         self.active = write.c[mapping.active_column] if mapping.active_column else None
         self.password = write.c[mapping.password_column] if mapping.password_column else None
         self.defaults = {
@@ -106,7 +108,8 @@ class Bound:
         }
         if self.profile is not None:
             skip = {"active", "password", "members", "meta", "groups"}
-            values[self.profile.name] = {k: v for k, v in document.items() if k not in skip}
+            profile = {k: v for k, v in document.items() if k not in skip}
+            values[self.profile.name] = profile if self.profile_is_json else json.dumps(profile)
         return values
 
     def parameters(self, document: ScimDocument, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,6 +125,11 @@ class Bound:
         document: dict[str, Any] = {}
         if self.profile is not None and mapping.get(self.profile.name):
             stored = mapping[self.profile.name]
+            if isinstance(stored, str):
+                try:
+                    stored = json.loads(stored)
+                except ValueError:
+                    stored = None
             document = dict(stored) if isinstance(stored, Mapping) else {}
         document.setdefault("schemas", [SCHEMAS[self.mapping.kind]])
         for column_map, _, read in self.columns:
