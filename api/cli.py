@@ -98,6 +98,10 @@ def worker(concurrency: int | None, loglevel: str) -> None:
     from scim_bridge.workers.celery_app import create_celery
     from scim_bridge.workers.tasks import QUEUE
 
+    if settings.adapter == "sql":
+        from scim_bridge.adapters.sql.commands import refuse_broken_mapping
+
+        refuse_broken_mapping(settings)
     app = create_celery(settings)
     argv = [
         "worker",
@@ -398,6 +402,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from scim_bridge.api import check
 
     check.add_arguments(commands.add_parser("check", help=check.HELP, description=check.HELP))
+    from scim_bridge.adapters.sql import commands as mapping
+
+    mapping.add_arguments(
+        commands.add_parser("mapping", help=mapping.HELP, description=mapping.HELP)
+    )
     p_status = commands.add_parser("status", help="backlog, dead letters, circuit, workers, queues")
     p_status.add_argument("--json", action="store_true")
     p_dlq = commands.add_parser("dlq", help="the dead-letter store")
@@ -430,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     elif args.command == "check":
         raise SystemExit(check.run(args))
+    elif args.command == "mapping":
+        raise SystemExit(mapping.run(args))
 
 
 if __name__ == "__main__":
