@@ -148,7 +148,15 @@ def _resource(raw: Any, kind: str, problems: list[str]) -> ResourceMapping | Non
     if not any(c.path.text.lower() == wanted.lower() for c in columns):
         problems.append(f"{kind}.columns: map {wanted} to the unique column that holds it")
     operations = USER_OPERATIONS if kind == "users" else GROUP_OPERATIONS
-    sql = _statements(table.get("sql"), f"{kind}.sql", operations, columns, problems)
+    # Columns the insert fills besides the mapped ones are parameters of a custom create too.
+    extra = {str(n) for n in (table.get("defaults") or {})}
+    for option in ("changed", "created", "id_column"):
+        if isinstance(table.get(option), str) and table[option]:
+            extra.add(table[option])
+    for part in ("active", "password"):
+        if isinstance(table.get(part), Mapping) and isinstance(table[part].get("column"), str):
+            extra.add(table[part]["column"])
+    sql = _statements(table.get("sql"), f"{kind}.sql", operations, columns, extra, problems)
     mapping = ResourceMapping(
         kind=kind,
         table=name or "",
@@ -248,12 +256,16 @@ def statement_parameters(statement: str) -> set[str]:
     return set(_PARAMETER.findall(statement))
 
 
-def known_parameters(operation: str, columns: tuple[ColumnMap, ...]) -> set[str]:
+def known_parameters(
+    operation: str, columns: tuple[ColumnMap, ...], extra: set[str] | frozenset[str] = frozenset()
+) -> set[str]:
     """The parameters a custom statement of ``operation`` may use."""
     known = {"key", "resource_id"}
     if operation in ("create", "update"):
         known |= {c.path.parameter for c in columns} | {c.column for c in columns}
         known |= {"active"}
+    if operation == "create":
+        known |= extra
     if operation in ("create", "password"):
         known.add("password_hash")
     if operation in ("add_member", "remove_member"):
@@ -266,6 +278,7 @@ def _statements(
     where: str,
     operations: tuple[str, ...],
     columns: tuple[ColumnMap, ...],
+    extra: set[str],
     problems: list[str],
 ) -> dict[str, str]:
     if raw is None:
@@ -279,10 +292,11 @@ def _statements(
         if not isinstance(statement, str) or not statement.strip():
             problems.append(f"{where}.{operation}: give the statement as a non-empty string")
             continue
-        unknown = statement_parameters(statement) - known_parameters(operation, columns)
+        known = known_parameters(operation, columns, extra)
+        unknown = statement_parameters(statement) - known
         if unknown:
             names = ", ".join(f":{name}" for name in sorted(unknown))
-            allowed = ", ".join(f":{n}" for n in sorted(known_parameters(operation, columns)))
+            allowed = ", ".join(f":{n}" for n in sorted(known))
             problems.append(f"{where}.{operation}: unknown parameter {names}; known: {allowed}")
         result[operation] = statement
     return result
