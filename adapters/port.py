@@ -244,7 +244,7 @@ class LegacyAdapter(ABC):
     def find_created_group(
         self, resource_id: str, group: ScimDocument, *, deadline: Deadline
     ) -> str | None:
-        """Like :meth:`find_group`, also given the desired ``group``; see :meth:`find_created_user`."""
+        """Like :meth:`find_group`, also given ``group``; see :meth:`find_created_user`."""
         return self.find_group(resource_id, deadline=deadline)
 
     @abstractmethod

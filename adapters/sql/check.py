@@ -169,12 +169,13 @@ def _members(
             problems.append(f"groups.members.defaults.{name}: no column {name} in {table.name}")
     for column in table.c:
         handled = {members.group, members.user, *members.defaults}
-        if not column.nullable and column.server_default is None and column.name not in handled:
-            if not (column.primary_key and key_is_generated(column)):
-                problems.append(
-                    f"groups.members.defaults: column {table.name}.{column.name} is NOT NULL"
-                    " without a database default; give it in [groups.members.defaults]"
-                )
+        required = not column.nullable and column.server_default is None
+        generated = column.primary_key and key_is_generated(column)
+        if required and column.name not in handled and not generated:
+            problems.append(
+                f"groups.members.defaults: column {table.name}.{column.name} is NOT NULL"
+                " without a database default; give it in [groups.members.defaults]"
+            )
 
 
 def _unique(connection: Connection, table: Table, column: str) -> bool:

@@ -160,7 +160,7 @@ def _unique_violation(exc: IntegrityError) -> bool:
 def cause(exc: DBAPIError) -> str:
     """The driver's message only: SQLAlchemy's own text carries the SQL and bound parameters,
     which include password hashes and whole profiles."""
-    args = getattr(exc.orig, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
         return args[1]  # PyMySQL: (errno, message)
     lines = str(exc.orig).strip().splitlines()
