@@ -228,10 +228,9 @@ class SqlBase(LegacyAdapter):
         name = bound.name_of(document)
         try:
             with self._transaction(deadline, what) as connection:
-                earlier = bound.linked_key(connection, resource_id)
+                earlier, holders = bound.earlier_or_holders(connection, resource_id, name)
                 if earlier is not None:
                     return earlier
-                holders = bound.holders(connection, name)
                 if holders:
                     raise bound.conflict(name, holders[0])
                 key = self._insert(connection, bound, resource_id, document, values, parameters)

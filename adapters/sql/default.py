@@ -127,11 +127,13 @@ def define_link_table(metadata: MetaData, name: str) -> Table:
 
     Created in the application's database only when the mapping names it (``[link] table``).
     """
+    # One link per record (the key is primary); a SCIM id whose record the application deleted
+    # may keep a stale row, which lookups skip by joining the record's table.
     return Table(
         name,
         metadata,
         Column("kind", String(1), primary_key=True),  # "u" or "g"
-        Column("scim_id", String(64), primary_key=True),
-        Column("legacy_key", String(255), nullable=False),
-        Index(f"{name}_key", "kind", "legacy_key", unique=True),
+        Column("legacy_key", String(255), primary_key=True),
+        Column("scim_id", String(64), nullable=False),
+        Index(f"{name}_scim_id", "kind", "scim_id"),
     )

@@ -12,7 +12,23 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import JSON, Column, Integer, Table, and_, delete, func, insert, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    String,
+    Table,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from scim_bridge.adapters.errors import ConflictError, PermanentError
@@ -162,6 +178,13 @@ class Bound:
             f" {self.noun} first"
         )
 
+    def _link_join(self) -> Any:
+        """The link table joined to the record it names (a stale link finds no record)."""
+        assert self.link is not None
+        legacy_key = self.link.c.legacy_key
+        target = cast(legacy_key, self.key.type) if self.key_is_integer else legacy_key
+        return self.link.join(self.write, self.key == target)
+
     def linked_key(self, connection: Connection, resource_id: str) -> str | None:
         """The key the link (id column or link table) gives ``resource_id``, if its row exists."""
         if self.id_column is not None:
@@ -169,26 +192,69 @@ class Bound:
             return None if found is None else str(found)
         if self.link is None:
             return None
-        key = connection.scalar(
-            select(self.link.c.legacy_key).where(
-                and_(self.link.c.kind == self.link_kind, self.link.c.scim_id == resource_id)
-            )
+        found = connection.scalar(
+            select(self.key)
+            .select_from(self._link_join())
+            .where(and_(self.link.c.kind == self.link_kind, self.link.c.scim_id == resource_id))
+            .limit(1)
         )
-        if key is None:
-            return None
-        parsed = self.parse_key(key)
-        exists = connection.scalar(select(self.key).where(self.key == parsed))
-        if exists is None:  # the row was deleted by the application: the link is stale
-            self.unlink(connection, key)
-            return None
-        return str(key)
+        return None if found is None else str(found)
+
+    def earlier_or_holders(
+        self, connection: Connection, resource_id: str, name: str
+    ) -> tuple[str | None, list[Any]]:
+        """In one statement: the key an earlier delivery of this create made (if any), and the
+        rows holding ``name`` case-insensitively, each as ``(key, resource_id)``."""
+        by_name = func.lower(self.name) == func.lower(name)
+        if self.id_column is not None:
+            query: Any = select(self.key, self.id_column).where(
+                or_(self.id_column == resource_id, by_name)
+            )
+        elif self.link is not None:
+            link = self.link
+            key_text = cast(self.key, String) if self.key_is_integer else self.key
+            named = (
+                select(self.key, link.c.scim_id)
+                .select_from(
+                    self.write.outerjoin(
+                        link, and_(link.c.kind == self.link_kind, link.c.legacy_key == key_text)
+                    )
+                )
+                .where(by_name)
+            )
+            linked = (
+                select(self.key, link.c.scim_id)
+                .select_from(self._link_join())
+                .where(and_(link.c.kind == self.link_kind, link.c.scim_id == resource_id))
+            )
+            query = union_all(named, linked)
+        else:
+            query = select(self.key, null()).where(by_name)
+        rows = list(connection.execute(query).all())
+        for row in rows:
+            if row[1] == resource_id:
+                return str(row[0]), []
+        return None, rows
 
     def link_to(self, connection: Connection, resource_id: str, key: str) -> None:
-        if self.link is not None and self.id_column is None:
-            self.unlink(connection, key)
-            connection.execute(
-                insert(self.link).values(kind=self.link_kind, scim_id=resource_id, legacy_key=key)
+        """Record ``key`` as ``resource_id``'s, replacing a stale link of a reused key."""
+        if self.link is None or self.id_column is not None:
+            return
+        values = {"kind": self.link_kind, "legacy_key": key, "scim_id": resource_id}
+        dialect = connection.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            module = sqlite if dialect == "sqlite" else postgresql
+            statement: Any = module.insert(self.link).values(values)
+            statement = statement.on_conflict_do_update(
+                index_elements=["kind", "legacy_key"], set_={"scim_id": resource_id}
             )
+        elif dialect in ("mysql", "mariadb"):
+            statement = mysql.insert(self.link).values(values)
+            statement = statement.on_duplicate_key_update(scim_id=resource_id)
+        else:
+            self.unlink(connection, key)
+            statement = insert(self.link).values(values)
+        connection.execute(statement)
 
     def unlink(self, connection: Connection, key: str) -> None:
         if self.link is not None:
