@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Self
 
-from sqlalchemy import MetaData, Table, delete, insert, select, text, update
+from sqlalchemy import MetaData, Table, delete, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -275,10 +275,9 @@ class SqlBase(LegacyAdapter):
             if returned is not None:
                 return str(returned[0])
         else:
-            result = connection.execute(insert(bound.write).values(row))
-            inserted = result.inserted_primary_key
-            if key is None and inserted is not None and inserted[0] is not None:
-                key = inserted[0]
+            inserted = bound.insert_row(connection, row)
+            if key is None and inserted is not None:
+                key = inserted
         if key is None:
             key = connection.scalar(select(bound.key).where(bound.name == bound.name_of(document)))
         if key is None:
@@ -298,10 +297,7 @@ class SqlBase(LegacyAdapter):
         parsed = bound.parse_key(key)
         if parsed is None:
             raise self._missing(bound, key)
-        result = connection.execute(
-            update(bound.write).where(bound.key == parsed).values(self._stamped(bound, values))
-        )
-        if result.rowcount == 0:
+        if bound.update_row(connection, parsed, self._stamped(bound, values)) == 0:
             raise self._missing(bound, key)
 
     @staticmethod

@@ -19,14 +19,16 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     cast,
     delete,
     func,
     insert,
-    null,
+    literal,
     or_,
     select,
     union_all,
+    update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -77,6 +79,9 @@ class Bound:
             if optional and optional in read.c:
                 names.add(optional)
         self.selected = [column for column in read.c if column.name in names]
+        self._earlier: Any = None
+        self._upsert: Any = None
+        self._inserts: dict[tuple[str, ...], Any] = {}
 
     @property
     def noun(self) -> str:
@@ -205,56 +210,85 @@ class Bound:
     ) -> tuple[str | None, list[Any]]:
         """In one statement: the key an earlier delivery of this create made (if any), and the
         rows holding ``name`` case-insensitively, each as ``(key, resource_id)``."""
-        by_name = func.lower(self.name) == func.lower(name)
-        if self.id_column is not None:
-            query: Any = select(self.key, self.id_column).where(
-                or_(self.id_column == resource_id, by_name)
-            )
-        elif self.link is not None:
-            link = self.link
-            key_text = cast(self.key, String) if self.key_is_integer else self.key
-            named = (
-                select(self.key, link.c.scim_id)
-                .select_from(
-                    self.write.outerjoin(
-                        link, and_(link.c.kind == self.link_kind, link.c.legacy_key == key_text)
-                    )
-                )
-                .where(by_name)
-            )
-            linked = (
-                select(self.key, link.c.scim_id)
-                .select_from(self._link_join())
-                .where(and_(link.c.kind == self.link_kind, link.c.scim_id == resource_id))
-            )
-            query = union_all(named, linked)
-        else:
-            query = select(self.key, null()).where(by_name)
-        rows = list(connection.execute(query).all())
+        if self._earlier is None:
+            self._earlier = self._earlier_statement()
+        rows = list(connection.execute(self._earlier, {"sb_rid": resource_id, "sb_name": name}))
         for row in rows:
             if row[1] == resource_id:
                 return str(row[0]), []
         return None, rows
+
+    def _earlier_statement(self) -> Any:
+        # Built once with bound parameters: composing it per call costs more than running it.
+        by_name = func.lower(self.name) == func.lower(bindparam("sb_name"))
+        resource_id = bindparam("sb_rid")
+        if self.id_column is not None:
+            return select(self.key, self.id_column).where(
+                or_(self.id_column == resource_id, by_name)
+            )
+        if self.link is None:
+            return select(self.key, literal(None, String).label("scim_id")).where(by_name)
+        link = self.link
+        key_text = cast(self.key, String) if self.key_is_integer else self.key
+        named = (
+            select(self.key, link.c.scim_id)
+            .select_from(
+                self.write.outerjoin(
+                    link, and_(link.c.kind == self.link_kind, link.c.legacy_key == key_text)
+                )
+            )
+            .where(by_name)
+        )
+        linked = (
+            select(self.key, link.c.scim_id)
+            .select_from(self._link_join())
+            .where(and_(link.c.kind == self.link_kind, link.c.scim_id == resource_id))
+        )
+        return union_all(named, linked)
+
+    def insert_row(self, connection: Connection, row: dict[str, Any]) -> Any:
+        """Insert ``row``; the database's key (``None`` if it made none)."""
+        statements = self._inserts
+        columns = tuple(row)
+        if columns not in statements:
+            statements[columns] = insert(self.write)
+        result = connection.execute(statements[columns], row)
+        inserted = result.inserted_primary_key
+        return None if inserted is None else inserted[0]
+
+    def update_row(self, connection: Connection, key: Any, values: dict[str, Any]) -> int:
+        """Set ``values`` on the row ``key``; how many rows matched."""
+        columns = ("update", *values)
+        if columns not in self._inserts:
+            self._inserts[columns] = update(self.write).where(self.key == bindparam("sb_key"))
+        result = connection.execute(self._inserts[columns], {**values, "sb_key": key})
+        return int(result.rowcount)
 
     def link_to(self, connection: Connection, resource_id: str, key: str) -> None:
         """Record ``key`` as ``resource_id``'s, replacing a stale link of a reused key."""
         if self.link is None or self.id_column is not None:
             return
         values = {"kind": self.link_kind, "legacy_key": key, "scim_id": resource_id}
-        dialect = connection.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            module = sqlite if dialect == "sqlite" else postgresql
-            statement: Any = module.insert(self.link).values(values)
-            statement = statement.on_conflict_do_update(
-                index_elements=["kind", "legacy_key"], set_={"scim_id": resource_id}
-            )
-        elif dialect in ("mysql", "mariadb"):
-            statement = mysql.insert(self.link).values(values)
-            statement = statement.on_duplicate_key_update(scim_id=resource_id)
-        else:
+        if self._upsert is None:
+            self._upsert = self._upsert_statement(connection.dialect.name)
+        if self._upsert is False:
             self.unlink(connection, key)
-            statement = insert(self.link).values(values)
-        connection.execute(statement)
+            connection.execute(insert(self.link), values)
+        else:
+            connection.execute(self._upsert, values)
+
+    def _upsert_statement(self, dialect: str) -> Any:
+        assert self.link is not None
+        if dialect in ("sqlite", "postgresql"):
+            module: Any = sqlite if dialect == "sqlite" else postgresql
+            statement = module.insert(self.link)
+            return statement.on_conflict_do_update(
+                index_elements=["kind", "legacy_key"], set_={"scim_id": statement.excluded.scim_id}
+            )
+        if dialect in ("mysql", "mariadb"):
+            statement = mysql.insert(self.link)
+            return statement.on_duplicate_key_update(scim_id=statement.inserted.scim_id)
+        return False  # elsewhere: delete, then insert
 
     def unlink(self, connection: Connection, key: str) -> None:
         if self.link is not None:
