@@ -4,7 +4,8 @@
 
 Per database (SQLite in a temporary file; PostgreSQL at --postgres in a schema of its own,
 dropped afterwards), it measures the per-call cost of create_user, update_user and
-deactivate_user for three adapters in alternating rounds, so machine load falls on all alike:
+deactivate_user for three adapters taking turns every 10 calls, so machine load falls on all
+alike (the median of --rounds such runs is reported):
 
 * ``fixed``: the fixed-table adapter as it was before mappings (``adapters/sql.py`` at commit
   ``d7d2420``, read with ``git show``), the baseline the target is stated against;
@@ -50,7 +51,9 @@ BASELINE_COMMIT = "d7d2420"
 def fixed_adapter_class() -> Any:
     source = subprocess.run(
         ["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:adapters/sql.py"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     path = Path(tempfile.mkdtemp()) / "fixed_sql.py"
     path.write_text(source)
@@ -61,27 +64,48 @@ def fixed_adapter_class() -> Any:
     return module.SqlAdapter
 
 
-def per_call(adapter: Any, prefix: str, calls: int) -> dict[str, float]:
-    """Mean milliseconds per create, update and deactivate of ``calls`` users."""
-    keys: list[str] = []
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    for n in range(calls):
-        name = f"{prefix}{n}"
-        keys.append(adapter.create_user(f"id-{name}", user_document(name), password=None,
-                                        deadline=budget()))
-    timings["create"] = (time.perf_counter() - started) * 1000 / calls
-    started = time.perf_counter()
-    for n, key in enumerate(keys):
-        name = f"{prefix}{n}"
-        adapter.update_user(key, user_document(name, given_name="Augusta"),
-                            previous=user_document(name), deadline=budget())
-    timings["update"] = (time.perf_counter() - started) * 1000 / calls
-    started = time.perf_counter()
-    for key in keys:
-        adapter.deactivate_user(key, deadline=budget())
-    timings["deactivate"] = (time.perf_counter() - started) * 1000 / calls
-    return timings
+BATCH = 10  # calls per adapter before the next adapter's turn: load falls on all alike
+
+
+def interleaved(adapters: dict[str, Any], prefix: str, calls: int) -> dict[str, dict[str, float]]:
+    """Mean milliseconds per create, update and deactivate of ``calls`` users per adapter, the
+    adapters taking turns every :data:`BATCH` calls."""
+    keys: dict[str, list[str]] = {label: [] for label in adapters}
+    spent: dict[str, dict[str, float]] = {label: {} for label in adapters}
+
+    def create(label: str, adapter: Any, n: int) -> None:
+        name = f"{prefix}{label}-{n}"
+        keys[label].append(
+            adapter.create_user(f"id-{name}", user_document(name), password=None, deadline=budget())
+        )
+
+    def change(label: str, adapter: Any, n: int) -> None:
+        name = f"{prefix}{label}-{n}"
+        adapter.update_user(
+            keys[label][n],
+            user_document(name, given_name="Augusta"),
+            previous=user_document(name),
+            deadline=budget(),
+        )
+
+    def deactivate(label: str, adapter: Any, n: int) -> None:
+        adapter.deactivate_user(keys[label][n], deadline=budget())
+
+    for operation, step in (("create", create), ("update", change), ("deactivate", deactivate)):
+        for start in range(0, calls, BATCH):
+            labels = list(adapters)
+            if (start // BATCH) % 2:
+                labels.reverse()
+            for label in labels:
+                began = time.perf_counter()
+                for n in range(start, min(start + BATCH, calls)):
+                    step(label, adapters[label], n)
+                elapsed = time.perf_counter() - began
+                spent[label][operation] = spent[label].get(operation, 0.0) + elapsed
+    return {
+        label: {op: seconds * 1000 / calls for op, seconds in operations.items()}
+        for label, operations in spent.items()
+    }
 
 
 def hr_tables(url: str) -> None:
@@ -108,13 +132,10 @@ def measure_database(name: str, url: str, calls: int, rounds: int, fixed: Any) -
     mapping_file.write_text(HR_MAPPING)
     builders = adapters_for(url, mapping_file, fixed)
     adapters = {label: build() for label, build in builders.items()}
-    for label, adapter in adapters.items():  # warm-up: tables, reflection, pools
-        per_call(adapter, f"warm-{label}-", 20)
+    interleaved(adapters, "warm-", 20)  # tables, reflection, pools, statement caches
     results: dict[str, dict[str, list[float]]] = {label: {} for label in adapters}
     for round_number in range(rounds):
-        order = list(adapters) if round_number % 2 == 0 else list(reversed(adapters))
-        for label in order:
-            timings = per_call(adapters[label], f"r{round_number}-{label}-", calls)
+        for label, timings in interleaved(adapters, f"r{round_number}-", calls).items():
             for operation, value in timings.items():
                 results[label].setdefault(operation, []).append(value)
     for adapter in adapters.values():
@@ -149,8 +170,10 @@ def measure_listing(rows: int, directory: Path) -> dict[str, Any]:
             [{"l": f"user{n}", "m": f"user{n}@example.com"} for n in range(rows)],
         )
         connection.execute(
-            text("INSERT INTO scim_bridge_links (kind, scim_id, legacy_key)"
-                 " SELECT 'u', 'id-' || emp_no, CAST(emp_no AS TEXT) FROM employees")
+            text(
+                "INSERT INTO scim_bridge_links (kind, scim_id, legacy_key)"
+                " SELECT 'u', 'id-' || emp_no, CAST(emp_no AS TEXT) FROM employees"
+            )
         )
     engine.dispose()
     timings = []
