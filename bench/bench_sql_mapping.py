@@ -237,7 +237,7 @@ def write_results(results: dict[str, Any]) -> None:
         "",
         f"Run {results['date']} with `{results['command']}` on {results['cpus']} CPUs; load"
         f" average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}"
-        " (the machine is shared: figures are medians of alternating rounds).",
+        " (a shared machine: each figure is the median of rounds in which the adapters take turns every 10 calls).",
         "",
         "| database | operation | fixed ms | default ms | foreign ms | foreign vs fixed | target |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -257,7 +257,8 @@ def write_results(results: dict[str, Any]) -> None:
     lines += [
         "",
         f"list_users on SQLite, foreign mapping, {listing['rows']} rows in pages of"
-        f" {listing['page']}: **{listing['rows_per_s']:,.0f} rows/s** (target >= 20,000: {verdict}).",
+        f" {listing['page']}: **{listing['rows_per_s']:,.0f} rows/s**"
+        f" (target >= 20,000: {verdict}).",
         "",
         "`fixed` is the adapter before mappings (commit d7d2420), `default` today's adapter on its",
         "built-in tables, `foreign` the HR mapping of tests/adapters/databases.py (link table, no",

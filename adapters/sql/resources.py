@@ -221,7 +221,7 @@ class Bound:
     def _earlier_statement(self) -> Any:
         # Built once with bound parameters: composing it per call costs more than running it.
         by_name = func.lower(self.name) == func.lower(bindparam("sb_name"))
-        resource_id = bindparam("sb_rid")
+        resource_id: Any = bindparam("sb_rid")
         if self.id_column is not None:
             return select(self.key, self.id_column).where(
                 or_(self.id_column == resource_id, by_name)
