@@ -237,7 +237,8 @@ def write_results(results: dict[str, Any]) -> None:
         "",
         f"Run {results['date']} with `{results['command']}` on {results['cpus']} CPUs; load"
         f" average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}"
-        " (a shared machine: each figure is the median of rounds in which the adapters take turns every 10 calls).",
+        " (a shared machine: each figure is the median of rounds in which the adapters take"
+        " turns every 10 calls).",
         "",
         "| database | operation | fixed ms | default ms | foreign ms | foreign vs fixed | target |",
         "| --- | --- | --- | --- | --- | --- | --- |",
