@@ -297,3 +297,24 @@ def test_the_unique_user_field_can_be_an_extension_attribute_and_is_indexed(
     assert store.redis.smembers(store.keys.lookup(Kind.USER, field, "finance")) == {rid.encode()}
     query = f"filter={CUSTOM}:departmentName%20eq%20%22FINANCE%22&startIndex=1&count=100"
     assert [r["id"] for r in agent.get("/Users", query_string=query).json["Resources"]] == [rid]
+
+
+def test_service_provider_configs_follow_the_sql_mapping(agent, store, tmp_path):
+    # A mapping with neither password, active nor groups: no password push, no deactivation,
+    # no group push; the worker publishes what the adapter declares, the api shows it.
+    from scim_bridge.adapters.sql import SqlAdapter
+
+    mapping = tmp_path / "bare.toml"
+    mapping.write_text('[users]\ntable = "t"\nkey = "id"\n[users.columns]\nuserName = "login"\n')
+    adapter = SqlAdapter.from_options({"url": "sqlite://", "mapping": str(mapping)})
+    store.publish_capabilities(str(f) for f in adapter.capabilities.functions)
+    try:
+        config = agent.get("/ServiceProviderConfigs").json
+        capabilities = config["urn:okta:schemas:scim:providerconfig:1.0"][
+            "userManagementCapabilities"
+        ]
+        assert "PUSH_NEW_USERS" in capabilities
+        for absent in ("PUSH_PASSWORD_UPDATES", "PUSH_USER_DEACTIVATION", "GROUP_PUSH"):
+            assert absent not in capabilities
+    finally:
+        store.publish_capabilities(str(f) for f in MemoryAdapter().capabilities.functions)
