@@ -278,3 +278,29 @@ def test_mapping_init_writes_a_mapping_that_checks_once_confirmed(
     assert parsed["users"]["defaults"] == {"created_by": ""}
     problems, _ = check(url, out)
     assert problems == []
+
+
+def test_a_refused_delete_leaves_every_earlier_statement_of_the_call_undone(
+    url: str, tmp_path: Path
+) -> None:
+    # delete_user removes the memberships, then the row; the application's own foreign key
+    # (timesheets) refuses the row, and the memberships must come back with it.
+    adapter = hr(
+        url,
+        tmp_path,
+        extra=["CREATE TABLE timesheets (emp_no INTEGER NOT NULL REFERENCES employees (emp_no))"],
+    )
+    key = adapter.create_user("id-ada", employee("ada"), password=None, deadline=budget())
+    group = adapter.create_group("id-staff", group_document("staff"), deadline=budget())
+    adapter.add_members(group, [key], deadline=budget())
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"INSERT INTO timesheets (emp_no) VALUES ({int(key)})"))
+    engine.dispose()
+    with pytest.raises(PermanentError) as raised:
+        adapter.delete_user(key, deadline=budget())
+    assert "refused delete_user" in raised.value.message
+    assert "foreign key" in raised.value.message.lower()
+    assert rows(url, "SELECT emp_no FROM employee_roles") == [(int(key),)]
+    assert adapter.get_user(key, deadline=budget()) is not None
+    adapter.close()
