@@ -163,5 +163,11 @@ def cause(exc: DBAPIError) -> str:
     args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
         return args[1]  # PyMySQL: (errno, message)
-    lines = str(exc.orig).strip().splitlines()
+    # PostgreSQL's "Failing row contains (...)" detail would carry every value of the row,
+    # password hash included; the constraint's name and message say enough.
+    lines = [
+        line
+        for line in str(exc.orig).strip().splitlines()
+        if "failing row contains" not in line.lower()
+    ]
     return " ".join(line.strip() for line in lines[:2]) or type(exc.orig).__name__

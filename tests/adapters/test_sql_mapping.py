@@ -123,6 +123,7 @@ def test_a_value_the_database_refuses_is_permanent_with_its_reason_and_leaves_no
         )
     assert "refused create_user" in raised.value.message
     assert "fname_not_x" in raised.value.message  # the database's own reason
+    assert "Failing row" not in raised.value.message  # ... without the row's values
     assert rows(url, "SELECT count(*) FROM employees") == [(0,)]
     adapter.close()
 
