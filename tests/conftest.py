@@ -23,7 +23,7 @@ from celery.contrib.testing.worker import start_worker
 
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.api.app import create_app
-from scim_bridge.api.cli import redis_server_binary
+from scim_bridge.cli.processes import redis_server_binary
 from scim_bridge.store import Kind, Store
 from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.passwords import PasswordVault

@@ -9,7 +9,7 @@ from typing import Any
 
 import falcon.testing
 
-from scim_bridge.api.check import strict_v1_list_problems, strict_v1_problems
+from scim_bridge.check.strict_v1 import strict_v1_list_problems, strict_v1_problems
 from tests.conftest import TOKEN
 
 V1_CORE = "urn:scim:schemas:core:1.0"

@@ -9,7 +9,9 @@ import io
 import httpx
 import pytest
 
-from scim_bridge.api import check, cli
+from scim_bridge.check import lifecycle, protocol, strict_v1
+from scim_bridge.check import main as check
+from scim_bridge.cli import main as cli
 from tests.conftest import TOKEN, free_port, wait_until
 
 V1_USER = {
@@ -85,7 +87,7 @@ def test_an_unreachable_connector_fails_once_and_skips_the_rest():
 
 # The strict SCIM 1.x checker --------------------------------------------------------------------
 def test_a_scim_1_1_user_with_its_extension_declared_passes_the_strict_check():
-    assert check.strict_v1_problems("User", V1_USER) == []
+    assert strict_v1.strict_v1_problems("User", V1_USER) == []
 
 
 def test_a_scim_2_urn_anywhere_in_a_1_1_user_is_named():
@@ -95,14 +97,14 @@ def test_a_scim_2_urn_anywhere_in_a_1_1_user_is_named():
     }
     user["meta"] = {**V1_USER["meta"], "resourceType": "User"}
     user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] = {"department": "x"}
-    problems = check.strict_v1_problems("User", user)
+    problems = strict_v1.strict_v1_problems("User", user)
     assert any("'schemas[2]'" in p for p in problems), problems
     assert any("extension:enterprise:2.0:User" in p and "key" in p for p in problems), problems
 
 
 def test_an_undeclared_extension_and_an_unknown_key_are_named():
     user = {**V1_USER, "schemas": ["urn:scim:schemas:core:1.0"], "resourceType": "User"}
-    problems = check.strict_v1_problems("User", user)
+    problems = strict_v1.strict_v1_problems("User", user)
     assert problems == [
         "extension key 'urn:okta:onprem_app:1.0:user:custom' is not declared in 'schemas'",
         "key 'resourceType' is not a SCIM 1.1 User attribute",
@@ -110,10 +112,12 @@ def test_an_undeclared_extension_and_an_unknown_key_are_named():
 
 
 def test_a_1_1_resource_must_declare_the_core_schema():
-    assert check.strict_v1_problems("Group", {"id": "7", "displayName": "Sales"}) == [
+    assert strict_v1.strict_v1_problems("Group", {"id": "7", "displayName": "Sales"}) == [
         "'schemas' is not a list of URNs: None"
     ]
-    problems = check.strict_v1_problems("Group", {"schemas": [], "members": [], "userName": "x"})
+    problems = strict_v1.strict_v1_problems(
+        "Group", {"schemas": [], "members": [], "userName": "x"}
+    )
     assert problems == [
         "'schemas' lacks 'urn:scim:schemas:core:1.0': []",
         "key 'userName' is not a SCIM 1.1 Group attribute",
@@ -128,13 +132,13 @@ def test_a_1_1_list_response_needs_integers_and_acceptable_members():
         "itemsPerPage": 1,
         "Resources": [{**V1_USER, "schemas": ["urn:scim:schemas:core:1.0"]}],
     }
-    problems = check.strict_v1_list_problems("User", page)
+    problems = strict_v1.strict_v1_list_problems("User", page)
     assert "'totalResults' is not an integer: '1'" in problems
     assert any(p.startswith("'schemas[0]' carries the SCIM 2.0 URN") for p in problems), problems
     assert any(p.startswith("Resources[0]: extension key") for p in problems), problems
     good = {"schemas": ["urn:scim:schemas:core:1.0"], "totalResults": 1, "startIndex": 1}
     good |= {"itemsPerPage": 1, "Resources": [V1_USER]}
-    assert check.strict_v1_list_problems("User", good) == []
+    assert strict_v1.strict_v1_list_problems("User", good) == []
 
 
 # The checker itself, against a fake connector ----------------------------------------------------
@@ -148,8 +152,8 @@ def paged_users(total: int, *, repeat_on_page: int | None = None):
         page = (start - 1) // count + 1
         first = start - 1 - (count if page == repeat_on_page else 0)
         chosen = ids[first : first + count]
-        resources = [{"schemas": [check.V2_USER], "id": rid, "userName": rid} for rid in chosen]
-        body = {"schemas": [check.V2_LIST], "totalResults": total, "startIndex": start}
+        resources = [{"schemas": [strict_v1.V2_USER], "id": rid, "userName": rid} for rid in chosen]
+        body = {"schemas": [strict_v1.V2_LIST], "totalResults": total, "startIndex": start}
         body |= {"itemsPerPage": len(resources), "Resources": resources}
         return httpx.Response(200, json=body)
 
@@ -157,11 +161,11 @@ def paged_users(total: int, *, repeat_on_page: int | None = None):
 
 
 def fake_checker(transport: httpx.MockTransport, progress: io.StringIO | None = None):
-    connector = check.Connector(
+    connector = protocol.Connector(
         "http://connector/scim/v2", {}, timeout_s=5, verify=True, transport=transport
     )
-    return check.Checker(
-        connector, check.ScimV2(), unique_field="userName", out=io.StringIO(), progress=progress
+    return lifecycle.Checker(
+        connector, protocol.ScimV2(), unique_field="userName", out=io.StringIO(), progress=progress
     )
 
 
@@ -174,13 +178,13 @@ def test_a_long_import_shows_its_progress_and_reads_every_page():
 
 def test_a_page_that_repeats_an_id_fails_the_import_naming_the_page_and_the_id():
     checker = fake_checker(paged_users(250, repeat_on_page=2))
-    with pytest.raises(check.StepFailed, match=r"page 2 repeats id u0$"):
+    with pytest.raises(protocol.StepFailed, match=r"page 2 repeats id u0$"):
         checker.import_all("Users", "User")
 
 
 def test_bad_credentials_are_a_near_miss_of_the_given_ones():
-    basic = check.basic_credentials("okta:s3cret")
-    assert check.near_miss(basic) == check.basic_credentials("okta:s3crex")
-    header = check.header_credentials("X-Api-Key:  abc ")
+    basic = protocol.basic_credentials("okta:s3cret")
+    assert protocol.near_miss(basic) == protocol.basic_credentials("okta:s3crex")
+    header = protocol.header_credentials("X-Api-Key:  abc ")
     assert header == {"X-Api-Key": "abc"}
-    assert check.near_miss(header) == {"X-Api-Key": "abx"}
+    assert protocol.near_miss(header) == {"X-Api-Key": "abx"}

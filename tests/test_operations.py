@@ -14,7 +14,7 @@ import falcon.testing
 from scim_bridge.adapters.errors import TransientError
 from scim_bridge.adapters.port import Deadline
 from scim_bridge.api.app import create_app
-from scim_bridge.api.cli import main
+from scim_bridge.cli.main import main
 from scim_bridge.store import Field, Kind
 from scim_bridge.workers.guard import CircuitOpen, LegacyGuard
 from tests.conftest import TOKEN, make_settings, wait_until

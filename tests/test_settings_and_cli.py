@@ -99,7 +99,7 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(tmp_path: Path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")}
     dev = subprocess.Popen(
-        [sys.executable, "-m", "scim_bridge.api.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
         stdout=subprocess.PIPE,

@@ -40,7 +40,7 @@ def test_sigterm_lets_the_in_flight_legacy_call_finish(settings, tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "scim_bridge.api.cli",
+            "scim_bridge.cli",
             "worker",
             "--concurrency",
             "1",

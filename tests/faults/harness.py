@@ -5,11 +5,11 @@ A :class:`Stack` owns one temporary directory and, inside it, everything a case 
 - a ``redis-server`` with its append-only file (``tests.conftest.RedisServer``), restartable on
   the same port and directory;
 - the legacy application: a SQLite database (``legacy.db``) behind the ``sql`` adapter;
-- Celery workers as subprocesses (``python -m scim_bridge.api.cli worker``, or ``tests/faults/worker_main.py``
+- Celery workers as subprocesses (``python -m scim_bridge.cli worker``, or ``tests/faults/worker_main.py``
   when a case needs a simulator flag no setting reaches), each in its own process group so that
   ``kill -9`` can reach its pool children too;
-- beat (``python -m scim_bridge.api.cli beat``), which runs the sweeper every second;
-- the api under gunicorn (``python -m scim_bridge.api.cli serve``).
+- beat (``python -m scim_bridge.cli beat``), which runs the sweeper every second;
+- the api under gunicorn (``python -m scim_bridge.cli serve``).
 
 Every process is started in its own session, logs to a file of the stack's directory, and is
 killed in :meth:`Stack.close` whatever happened. Nothing here sleeps a fixed time to wait for
@@ -238,7 +238,7 @@ class Stack:
             argv = [
                 sys.executable,
                 "-m",
-                "scim_bridge.api.cli",
+                "scim_bridge.cli",
                 "worker",
                 "--concurrency",
                 str(concurrency),
@@ -268,7 +268,7 @@ class Stack:
         schedule = self.directory / f"beat-schedule-{self._counter}"
         return self._start(
             "beat",
-            [sys.executable, "-m", "scim_bridge.api.cli", "beat", "--schedule", str(schedule)],
+            [sys.executable, "-m", "scim_bridge.cli", "beat", "--schedule", str(schedule)],
             self.env,
         )
 
@@ -279,7 +279,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "scim_bridge.api.cli",
+                "scim_bridge.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",

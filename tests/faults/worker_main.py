@@ -3,7 +3,7 @@
     python -m tests.faults.worker_main <concurrency>
 
 It reads the same ``SCIM_BRIDGE_*`` settings and starts the same Celery worker as
-``python -m scim_bridge.api.cli worker`` (same queue, options and adapter), and:
+``python -m scim_bridge.cli worker`` (same queue, options and adapter), and:
 
 - ``FAULT_EFFECT_LANDS_ON_TIMEOUT=1``: the simulated legacy application applies a change and
   then times out (``SimulatedLegacy(effect_lands_on_timeout=True)``); the ``simulate_*``
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from scim_bridge.adapters.port import LegacyAdapter
+from scim_bridge.cli.worker import worker_argv
 from scim_bridge.workers.runtime import build_adapter
 from scim_bridge.workers.settings import Settings, load_settings
 
@@ -78,27 +78,13 @@ def adapter_factory() -> Callable[[Settings], LegacyAdapter]:
 
 def main() -> None:
     from scim_bridge.workers.celery_app import create_celery
-    from scim_bridge.workers.tasks import QUEUE
 
     concurrency = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     settings = load_settings(
         simulate_effect_lands_on_timeout=os.environ.get("FAULT_EFFECT_LANDS_ON_TIMEOUT") == "1"
     )
     app = create_celery(settings, adapter_factory=adapter_factory())
-    raise SystemExit(
-        app.start(
-            [
-                "worker",
-                "--loglevel=INFO",
-                f"--queues={QUEUE}",
-                f"--concurrency={concurrency}",
-                f"--hostname=scim-bridge@{socket.gethostname()}:{os.getpid()}",
-                "--without-mingle",
-                "--without-gossip",
-            ]
-        )
-        or 0
-    )
+    raise SystemExit(app.start(worker_argv(concurrency)) or 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""``scim-bridge dev``: Redis (unless configured), a worker, beat and the api on one machine."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from scim_bridge.cli import processes
+from scim_bridge.cli.common import settings_or_exit
+from scim_bridge.workers.settings import Settings
+
+
+def _wait_for_port(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not processes.port_open(port):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"scim-bridge: nothing listens on port {port} after {timeout_s:g}s")
+        time.sleep(0.05)
+
+
+def _secret_file(path: Path, make: Callable[[], str]) -> str:
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def dev(port: int, data_dir: Path) -> None:
+    """Everything on one machine: Redis (unless configured), a worker, beat and the api."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    started: list[tuple[str, subprocess.Popen[bytes]]] = []
+    if "SCIM_BRIDGE_REDIS_URL" not in env:
+        redis_port = processes.free_port()
+        command = processes.redis_server_command(
+            redis_port,
+            data_dir.resolve(),
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            "redis.log",
+        )
+        started.append(("redis", subprocess.Popen(command)))
+        _wait_for_port(redis_port, 10)
+        env["SCIM_BRIDGE_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    if "SCIM_BRIDGE_AUTH_MODE" not in env:
+        token = _secret_file(data_dir / "token", lambda: secrets.token_urlsafe(24))
+        env["SCIM_BRIDGE_AUTH_MODE"] = "header"
+        env.setdefault("SCIM_BRIDGE_AUTH_HEADER_NAME", "Authorization")
+        env.setdefault("SCIM_BRIDGE_AUTH_HEADER_VALUE", f"Bearer {token}")
+    if "SCIM_BRIDGE_PASSWORD_KEY" not in env and "SCIM_BRIDGE_PASSWORD_KEY_FILE" not in env:
+        from scim_bridge.workers.passwords import PasswordVault
+
+        key_file = data_dir / "password.key"
+        _secret_file(key_file, lambda: PasswordVault.generate_key().decode())
+        env["SCIM_BRIDGE_PASSWORD_KEY_FILE"] = str(key_file.resolve())
+    env.setdefault("SCIM_BRIDGE_ADAPTER", "sql")
+    env.setdefault("SCIM_BRIDGE_SQL_URL", f"sqlite:///{Path('scim-bridge-legacy.db').resolve()}")
+    os.environ.update(env)
+    # systemd, docker and timeout stop with SIGTERM: stop the children as Ctrl-C would.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    settings = settings_or_exit()  # validate once, here, before anything else starts
+    me = [sys.executable, "-m", "scim_bridge.cli"]
+    commands = {
+        "worker": [*me, "worker", "--concurrency", "2"],
+        "beat": [*me, "beat", "--schedule", str(data_dir / "celerybeat-schedule")],
+        "api": [*me, "serve", "--port", str(port), "--workers", "2"],
+    }
+    for name, argv in commands.items():
+        started.append((name, subprocess.Popen(argv, env=env)))
+    try:
+        _wait_for_port(port, 30)
+        _wait_for_worker(settings, 60)
+        _announce(port, settings)
+        while True:
+            time.sleep(0.5)
+            for index, (name, process) in enumerate(started):
+                if process.poll() is None or name not in commands:
+                    continue
+                # Like a supervisor: a worker, beat or api that died is started again (a Redis
+                # restart can take a Celery worker down); everything resumes on its own.
+                print(
+                    f"scim-bridge: {name} exited with {process.returncode}; restarting it",
+                    file=sys.stderr,
+                )
+                started[index] = (name, subprocess.Popen(commands[name], env=env))
+            redis_process = next((p for n, p in started if n == "redis"), None)
+            if redis_process is not None and redis_process.poll() is not None:
+                print("scim-bridge: redis-server stopped; stopping the rest", file=sys.stderr)
+                break
+    except KeyboardInterrupt:
+        print("\nscim-bridge: stopping", file=sys.stderr)
+    finally:
+        _stop(started)
+
+
+def _wait_for_worker(settings: Settings, timeout_s: float) -> None:
+    """Until a worker has reported in, writes could not be confirmed: wait for one."""
+    from scim_bridge.workers.runtime import Runtime
+
+    store = Runtime(settings).store
+    deadline = time.monotonic() + timeout_s
+    while not store.live_workers():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"scim-bridge: no worker reported in after {timeout_s:g}s")
+        time.sleep(0.1)
+
+
+def _announce(port: int, settings: Settings) -> None:
+    header = settings.auth_header_value.get_secret_value() if settings.auth_header_value else ""
+    lines = [
+        "",
+        "scim-bridge is running",
+        f"  SCIM 2.0 base URL : http://127.0.0.1:{port}/scim/v2/",
+        f"  Redis             : {settings.redis_url}",
+        f"  legacy app (demo) : {settings.sql_url} ({settings.adapter} adapter)",
+    ]
+    if settings.auth_mode == "header":
+        lines.append(f"  credentials       : {settings.auth_header_name}: {header}")
+        lines.append(
+            f"  try               : curl -H '{settings.auth_header_name}: {header}' "
+            f"http://127.0.0.1:{port}/scim/v2/Users"
+        )
+    elif settings.auth_mode == "basic":
+        lines.append(f"  credentials       : HTTP Basic, user {settings.auth_username}")
+    else:
+        lines.append("  credentials       : none (authentication is off)")
+    lines.append("  Ctrl-C stops every process started here")
+    print("\n".join(lines), flush=True)
+
+
+def _stop(started: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    # The api first (no new writes), then workers (finish in-flight calls), Redis last.
+    processes.stop_all([process for _, process in started], grace_s=30)

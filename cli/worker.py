@@ -1,0 +1,57 @@
+"""``scim-bridge worker`` and ``scim-bridge beat``: the Celery side.
+
+:func:`worker_argv` is the one Celery worker command line; the fault suite's worker
+(``tests/faults/worker_main.py``) starts the same one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from scim_bridge.cli.common import require_password_key, settings_or_exit
+
+
+def worker_argv(concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """The arguments of ``celery worker`` for a scim-bridge worker."""
+    from scim_bridge.workers.tasks import QUEUE
+
+    return [
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--queues={QUEUE}",
+        f"--concurrency={concurrency}",
+        # The process id makes the name unique per process: the fleet's heartbeats tell two
+        # workers of one host apart by it.
+        f"--hostname=scim-bridge@{socket.gethostname()}:{os.getpid()}",
+        # Workers share nothing but Redis: no start-up sync, no gossip traffic between them.
+        "--without-mingle",
+        "--without-gossip",
+    ]
+
+
+def worker(concurrency: int | None, loglevel: str) -> None:
+    """A Celery worker consuming reconcile tasks."""
+    settings = settings_or_exit()
+    require_password_key(settings)
+    from scim_bridge.workers.celery_app import create_celery
+
+    if settings.adapter == "sql":
+        from scim_bridge.adapters.sql.commands import refuse_broken_mapping
+
+        refuse_broken_mapping(settings)
+    app = create_celery(settings)
+    # Celery's exit status must reach the supervisor: a worker that died of a broker error has
+    # to be restarted (systemd's on-failure, Kubernetes), not taken for a clean stop.
+    raise SystemExit(
+        app.start(worker_argv(concurrency or settings.worker_concurrency, loglevel)) or 0
+    )
+
+
+def beat(schedule: str, loglevel: str) -> None:
+    """Celery beat: runs the sweeper. Run exactly one."""
+    settings = settings_or_exit()
+    from scim_bridge.workers.celery_app import create_celery
+
+    app = create_celery(settings)
+    raise SystemExit(app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"]) or 0)
