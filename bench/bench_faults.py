@@ -117,7 +117,7 @@ def machine() -> dict[str, Any]:
         mem_kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
     redis_version = "unknown"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        from tests.conftest import redis_server_binary
+        from scim_bridge.cli.processes import redis_server_binary
 
         out = subprocess.run(
             [redis_server_binary(), "--version"], capture_output=True, text=True, timeout=10

@@ -17,11 +17,10 @@ from scim_bridge.workers.settings import Settings
 
 
 def _wait_for_port(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not processes.port_open(port):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"scim-bridge: nothing listens on port {port} after {timeout_s:g}s")
-        time.sleep(0.05)
+    try:
+        processes.wait_for_port(port, timeout_s)
+    except RuntimeError as exc:
+        raise SystemExit(f"scim-bridge: {exc}") from None
 
 
 def _secret_file(path: Path, make: Callable[[], str]) -> str:

@@ -26,10 +26,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_serve.add_argument(
         "--port", type=int, default=None, help="default: $SCIM_BRIDGE_PORT or 8080"
     )
-    p_serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens
-    p_serve.add_argument("--workers", type=int, default=None)
-    p_serve.add_argument("--threads", type=int, default=16)
-    p_serve.add_argument("--config", type=Path, default=None, help="a gunicorn config file")
+    p_serve.add_argument("--host", default=None, help="default: $SCIM_BRIDGE_HOST or 0.0.0.0")
+    p_serve.add_argument(
+        "--workers", type=int, default=None, help="default: $SCIM_BRIDGE_API_WORKERS or 2 x CPUs"
+    )
+    p_serve.add_argument(
+        "--threads", type=int, default=None, help="default: $SCIM_BRIDGE_API_THREADS or 16"
+    )
+    p_serve.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a gunicorn configuration file to use instead of the shipped one "
+        "(scim_bridge/api/gunicorn_conf.py)",
+    )
     p_worker = commands.add_parser("worker", help="run a Celery worker")
     p_worker.add_argument("--concurrency", type=int, default=None)
     p_worker.add_argument("--loglevel", default="INFO")

@@ -7,6 +7,8 @@ helpers live here, once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -14,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 T = TypeVar("T")
 
@@ -57,6 +59,23 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """Whether something accepts connections on ``host:port``."""
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(
+    port: int,
+    timeout_s: float,
+    process: subprocess.Popen[bytes] | None = None,
+    host: str = "127.0.0.1",
+) -> None:
+    """Until something accepts connections on ``host:port``; RuntimeError after ``timeout_s`` or
+    as soon as ``process`` (the one meant to listen there) has exited."""
+    deadline = time.monotonic() + timeout_s
+    while not port_open(port, host):
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on port {port} after {timeout_s:g}s")
+        time.sleep(0.05)
 
 
 def redis_server_command(
@@ -106,3 +125,51 @@ def stop_all(processes: Sequence[subprocess.Popen[bytes]], grace_s: float = 30.0
     """Stop in the reverse order of starting: what depends on the others goes first."""
     for process in reversed(processes):
         stop(process, grace_s)
+
+
+def start_in_session(
+    argv: Sequence[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session (and process group) of its own, output appended to ``log``.
+
+    Its own group lets :func:`stop_group` and :func:`kill_group` reach the children too (a
+    Celery worker's pool, gunicorn's workers), and a terminal's Ctrl-C does not reach it.
+    """
+    output: IO[bytes]
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            list(argv),
+            env=env,
+            cwd=cwd,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to every process of ``process``'s group (a no-op for those gone); reaps it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)
+
+
+def stop_group(
+    process: subprocess.Popen[bytes], grace_s: float = 20.0, *, whole_group: bool = True
+) -> None:
+    """SIGTERM (to the whole group, or with ``whole_group=False`` to the leader alone, which
+    stops its own children), then after ``grace_s`` SIGKILL to whatever is left of the group."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if whole_group:
+                os.killpg(process.pid, signal.SIGTERM)
+            else:
+                process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace_s)
+    kill_group(process)

@@ -8,99 +8,25 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import falcon.testing
 import pytest
-import redis
 from celery.contrib.testing.worker import start_worker
 
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.api.app import create_app
-from scim_bridge.cli.processes import redis_server_binary
+from scim_bridge.cli.processes import free_port, wait_until
 from scim_bridge.store import Kind, Store
 from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.passwords import PasswordVault
 from scim_bridge.workers.runtime import Runtime
-from scim_bridge.workers.settings import Settings, load_settings
-
-TOKEN = "Bearer test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(condition: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
-class RedisServer:
-    """A redis-server process of the test session."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--hash-max-ziplist-value",
-                "4096",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: _pings(client), timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(10)
-            self.process = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+from scim_bridge.workers.settings import Settings
+from tests.support import TOKEN, RedisServer, make_settings
 
 
 @pytest.fixture(scope="session")
@@ -113,26 +39,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def password_key() -> str:
     return PasswordVault.generate_key().decode()
-
-
-def make_settings(redis_url: str, password_key: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "auth_mode": "header",
-        "auth_header_value": TOKEN,
-        "adapter": "memory",
-        "password_key": password_key,
-        "confirm_wait_s": 3.0,
-        "sweep_grace_s": 30.0,
-        "retry_backoff_base_s": 0.05,
-        "retry_backoff_max_s": 0.5,
-        "max_transient_attempts": 5,
-        "worker_concurrency": 1,
-        # Falcon's test client names this host; gunicorn tests use 127.0.0.1 (a default).
-        "allowed_hosts": ["falconframework.org", "127.0.0.1", "localhost"],
-    }
-    values.update(overrides)
-    return load_settings(**values)
 
 
 @pytest.fixture(scope="session")
@@ -212,14 +118,15 @@ def client(
 
 
 class Gunicorn:
-    def __init__(self, base_url: str, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         self.base_url = base_url
         self.process = process
+        self.log = log
 
 
 @pytest.fixture(scope="session")
 def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    """The api under gunicorn (gthread), against the test Redis."""
+    """The api under gunicorn (``scim-bridge serve``), against the test Redis."""
     port = free_port()
     env = {
         **os.environ,
@@ -237,18 +144,16 @@ def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         [
             sys.executable,
             "-m",
-            "gunicorn",
-            "scim_bridge.api.app:get_app()",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
+            "scim_bridge.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
             "--workers",
             "2",
             "--threads",
             "8",
-            "--log-level",
-            "warning",
         ],
         env=env,
         stdout=log.open("wb"),
@@ -270,6 +175,6 @@ def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     except AssertionError:
         process.kill()
         raise AssertionError(log.read_text()) from None
-    yield Gunicorn(base, process)
+    yield Gunicorn(base, process, log)
     process.send_signal(signal.SIGTERM)
     process.wait(15)

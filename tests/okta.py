@@ -10,7 +10,7 @@ from typing import Any
 import falcon.testing
 
 from scim_bridge.check.strict_v1 import strict_v1_list_problems, strict_v1_problems
-from tests.conftest import TOKEN
+from tests.support import TOKEN
 
 V1_CORE = "urn:scim:schemas:core:1.0"
 CUSTOM = "urn:okta:onprem_app:1.0:user:custom"

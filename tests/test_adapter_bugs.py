@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 
 from scim_bridge.adapters.memory import MemoryAdapter
+from scim_bridge.cli.processes import wait_until
 from scim_bridge.store import Kind
-from tests.conftest import wait_until
 from tests.test_users import user_body
 
 USERS = "/scim/v2/Users"

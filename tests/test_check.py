@@ -12,7 +12,8 @@ import pytest
 from scim_bridge.check import lifecycle, protocol, strict_v1
 from scim_bridge.check import main as check
 from scim_bridge.cli import main as cli
-from tests.conftest import TOKEN, free_port, wait_until
+from scim_bridge.cli.processes import free_port, wait_until
+from tests.support import TOKEN
 
 V1_USER = {
     "schemas": ["urn:scim:schemas:core:1.0", "urn:okta:onprem_app:1.0:user:custom"],

@@ -8,7 +8,8 @@ import httpx
 
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.adapters.simulate import SimulatedLegacy
-from tests.conftest import TOKEN, wait_until
+from scim_bridge.cli.processes import wait_until
+from tests.support import TOKEN
 from tests.test_users import user_body
 
 HEADERS = {"Authorization": TOKEN, "Content-Type": "application/scim+json"}

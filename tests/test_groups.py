@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.adapters.simulate import SimulatedLegacy
-from tests.conftest import wait_until
+from scim_bridge.cli.processes import wait_until
 from tests.test_users import user_body
 
 GROUPS = "/scim/v2/Groups"

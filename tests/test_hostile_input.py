@@ -104,7 +104,7 @@ def test_a_chunked_body_is_read_within_the_size_limit(gunicorn):
     import http.client
     from urllib.parse import urlsplit
 
-    from tests.conftest import TOKEN
+    from tests.support import TOKEN
 
     url = urlsplit(gunicorn.base_url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
@@ -196,7 +196,7 @@ def test_a_forged_host_is_never_reflected_into_locations(settings, store, legacy
     import falcon.testing
 
     from scim_bridge.api.app import create_app
-    from tests.conftest import TOKEN
+    from tests.support import TOKEN
 
     app = create_app(settings, store=store, publish=publisher)
     client = falcon.testing.TestClient(app, headers={"Authorization": TOKEN})
@@ -213,7 +213,7 @@ def test_the_public_base_url_is_used_whatever_host_a_request_names(
     import falcon.testing
 
     from scim_bridge.api.app import create_app
-    from tests.conftest import TOKEN
+    from tests.support import TOKEN
 
     public = settings.model_copy(update={"public_base_url": "https://scim.corp.example"})
     app = create_app(public, store=store, publish=publisher)

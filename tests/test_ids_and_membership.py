@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import wait_until
+from scim_bridge.cli.processes import wait_until
 from tests.test_groups import GROUPS, PATCH, group_body
 from tests.test_users import USERS, user_body
 

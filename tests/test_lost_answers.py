@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from scim_bridge.adapters.errors import TransientError
 from scim_bridge.adapters.memory import MemoryAdapter
-from tests.conftest import wait_until
+from scim_bridge.cli.processes import wait_until
 from tests.test_users import user_body
 
 USERS = "/scim/v2/Users"

@@ -10,8 +10,8 @@ import pytest
 
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.api.app import create_app
+from scim_bridge.cli.processes import wait_until
 from scim_bridge.store import Kind
-from tests.conftest import wait_until
 from tests.okta import CUSTOM, V1_CORE, StrictV1Client, okta_user
 
 
@@ -258,7 +258,7 @@ def test_duplicate_create_is_409_by_default(agent, legacy):
 def test_duplicate_create_updates_the_existing_user_when_enabled(
     settings, store, legacy, publisher
 ):
-    from tests.conftest import make_settings
+    from tests.support import make_settings
 
     opted_in = make_settings(
         settings.redis_url, settings.password_key.get_secret_value(), duplicate_create="update"
@@ -283,7 +283,7 @@ def test_the_unique_user_field_can_be_an_extension_attribute_and_is_indexed(
     settings, legacy, publisher
 ):
     from scim_bridge.workers.runtime import Runtime
-    from tests.conftest import make_settings
+    from tests.support import make_settings
 
     field = f"{CUSTOM}:departmentName"
     custom = make_settings(

@@ -8,8 +8,9 @@ import time
 
 import httpx
 
-from tests.conftest import TOKEN, wait_until
+from scim_bridge.cli.processes import wait_until
 from tests.okta import CUSTOM, v2_user
+from tests.support import TOKEN
 
 USERS = "/scim/v2/Users"
 HEADERS = {"Authorization": TOKEN, "Content-Type": "application/json"}

@@ -15,9 +15,10 @@ from scim_bridge.adapters.errors import TransientError
 from scim_bridge.adapters.port import Deadline
 from scim_bridge.api.app import create_app
 from scim_bridge.cli.main import main
+from scim_bridge.cli.processes import wait_until
 from scim_bridge.store import Field, Kind
 from scim_bridge.workers.guard import CircuitOpen, LegacyGuard
-from tests.conftest import TOKEN, make_settings, wait_until
+from tests.support import TOKEN, make_settings
 from tests.test_users import user_body
 
 USERS = "/scim/v2/Users"
@@ -113,7 +114,7 @@ def test_backpressure_refuses_writes_with_503_and_keeps_reads(settings, store, l
 
 
 def test_redis_unreachable_gives_a_503_scim_error_within_a_second(settings, legacy):
-    from tests.conftest import free_port
+    from scim_bridge.cli.processes import free_port
 
     dead = make_settings(
         f"redis://127.0.0.1:{free_port()}/0", settings.password_key.get_secret_value()

@@ -17,8 +17,9 @@ import pytest
 
 from scim_bridge.api.app import create_app
 from scim_bridge.api.capacity import BacklogEstimate
+from scim_bridge.cli.processes import free_port, wait_until
 from scim_bridge.workers.settings import SettingsError, load_settings
-from tests.conftest import free_port, make_settings, wait_until
+from tests.support import make_settings
 from tests.test_users import user_body
 
 

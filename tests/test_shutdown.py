@@ -13,10 +13,11 @@ from pathlib import Path
 import falcon.testing
 
 from scim_bridge.api.app import create_app
+from scim_bridge.cli.processes import wait_until
 from scim_bridge.store import Field, Kind
 from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.runtime import Runtime
-from tests.conftest import TOKEN, make_settings, wait_until
+from tests.support import TOKEN, make_settings
 from tests.test_users import user_body
 
 

@@ -7,8 +7,9 @@ import time
 import falcon.testing
 
 from scim_bridge.api.app import create_app
+from scim_bridge.cli.processes import wait_until
 from scim_bridge.store import Kind
-from tests.conftest import TOKEN, make_settings, wait_until
+from tests.support import TOKEN, make_settings
 from tests.test_users import user_body
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import wait_until
+from scim_bridge.cli.processes import wait_until
 
 USERS = "/scim/v2/Users"
 

@@ -2,7 +2,7 @@
 
 A :class:`Stack` owns one temporary directory and, inside it, everything a case needs:
 
-- a ``redis-server`` with its append-only file (``tests.conftest.RedisServer``), restartable on
+- a ``redis-server`` with its append-only file (``tests.support.RedisServer``), restartable on
   the same port and directory;
 - the legacy application: a SQLite database (``legacy.db``) behind the ``sql`` adapter;
 - Celery workers as subprocesses (``python -m scim_bridge.cli worker``, or ``tests/faults/worker_main.py``
@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -42,8 +41,10 @@ import httpx
 import redis
 from cryptography.fernet import Fernet
 
+from scim_bridge.cli import processes
+from scim_bridge.cli.processes import free_port, wait_until
 from scim_bridge.store import Kind, Store
-from tests.conftest import TOKEN, RedisServer, free_port, wait_until
+from tests.support import TOKEN, RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = "/scim/v2/Users"
@@ -162,21 +163,18 @@ class Process:
 
 
 def terminate(process: Process, grace_s: float = 20.0) -> None:
-    """SIGTERM, then SIGKILL of the whole group after ``grace_s``; reaps the leader."""
-    if process.alive():
-        with contextlib.suppress(ProcessLookupError):
-            process.popen.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.popen.wait(grace_s)
-    kill_group(process)
+    """SIGTERM to the leader, then SIGKILL of the whole group after ``grace_s``; reaps it."""
+    processes.stop_group(process.popen, grace_s, whole_group=False)
+    _wait_group_gone(process)
 
 
 def kill_group(process: Process) -> None:
     """SIGKILL to every process of the group (no-op for the ones already gone); reaps."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.popen.wait(10)
+    processes.kill_group(process.popen)
+    _wait_group_gone(process)
+
+
+def _wait_group_gone(process: Process) -> None:
     deadline = time.monotonic() + 10
     while process.group_pids() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -217,14 +215,7 @@ class Stack:
     def _start(self, name: str, argv: list[str], env: Mapping[str, str]) -> Process:
         self._counter += 1
         log = self.directory / f"{self._counter:02d}-{name}.log"
-        popen = subprocess.Popen(
-            argv,
-            env=dict(env),
-            cwd=ROOT,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        popen = processes.start_in_session(argv, log, dict(env), ROOT)
         process = Process(name, popen, log)
         self.processes.append(process)
         return process

@@ -25,10 +25,10 @@ from typing import Any
 import falcon.testing
 
 from scim_bridge.api.app import create_app
+from scim_bridge.cli.processes import wait_until
 from scim_bridge.store import Kind
 from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.tasks import RECONCILE
-from tests.conftest import TOKEN, make_settings, wait_until
 from tests.faults.harness import (
     GROUPS,
     USERS,
@@ -45,6 +45,7 @@ from tests.faults.harness import (
     version_of,
 )
 from tests.faults.invariants import Report, check
+from tests.support import TOKEN, make_settings
 
 
 @dataclass

@@ -1,10 +1,14 @@
-"""Gunicorn configuration for the scim-bridge api.
+"""The gunicorn configuration of the scim-bridge api: ``scim-bridge serve`` always loads it.
 
-    gunicorn --config deploy/gunicorn.conf.py 'scim_bridge.api.app:get_app()'
+    scim-bridge serve                                  # this file, values from the environment
+    scim-bridge serve --config /etc/scim-bridge/gunicorn.conf.py   # another file instead
+    gunicorn --config python:scim_bridge.api.gunicorn_conf 'scim_bridge.api.app:get_app()'
 
-Every value can be changed from the environment, so the same file serves systemd, the container
-image and Kubernetes. Only process-level knobs live here; everything the application itself reads
-is a ``SCIM_BRIDGE_*`` setting in workers/settings.py, validated at start-up.
+It ships in the package so that every way of running the api (``scim-bridge dev``, compose,
+the container image, systemd, Kubernetes) uses this one file. Every value can be changed from the
+environment; ``serve``'s ``--host``, ``--port``, ``--workers`` and ``--threads`` override it.
+Only process-level knobs live here; everything the application itself reads is a
+``SCIM_BRIDGE_*`` setting in workers/settings.py, validated at start-up.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-# Okta's "Timeout for API calls": no request may take longer (DESIGN.md §5). Read the same
+# Okta's "Timeout for API calls": no request may take longer. Read the same
 # variable as the application so the two cannot disagree.
 _budget_s = _env_float("SCIM_BRIDGE_TIMEOUT_BUDGET_S", 30.0)
 
@@ -56,6 +60,10 @@ threads = _env_int("SCIM_BRIDGE_API_THREADS", 16)
 # get_app(). A pool created in the master and inherited by the children would share sockets
 # between processes and interleave their replies.
 preload_app = False
+
+# Several api processes may share a host (and a runtime directory): no shared control socket for
+# them to fight over. Older gunicorn releases do not know the setting and ignore it.
+control_socket_disable = True
 
 # The heartbeat file lives in memory: on a container's overlay or a read-only root filesystem a
 # disk-backed /tmp can block the heartbeat and get healthy workers killed.
