@@ -199,7 +199,6 @@ class Stack:
             "SCIM_BRIDGE_SQL_URL": self.sql_url,
             **settings,
         }
-        self.env.pop("FAULT_EFFECT_LANDS_ON_TIMEOUT", None)
         self.env.pop("FAULT_RECORD_CALLS", None)
         self.processes: list[Process] = []
         self.workers: list[Process] = []
@@ -439,7 +438,7 @@ class Stack:
 
 # What the clients did ----------------------------------------------------------------------------
 @dataclass
-class Change:
+class AcceptedWrite:
     """One write a client made and scim-bridge accepted (answered 2xx)."""
 
     kind: Kind
@@ -453,7 +452,7 @@ class Change:
 class Ledger:
     """Every accepted change, and what each resource should end as, thread-safe."""
 
-    changes: list[Change] = field(default_factory=list)
+    changes: list[AcceptedWrite] = field(default_factory=list)
     final: dict[tuple[Kind, str], dict[str, Any] | None] = field(default_factory=dict)
     """The client's last intent per resource: its last body, None for deleted."""
     attempts: int = 0
@@ -465,7 +464,7 @@ class Ledger:
     """Deletes answered 5xx whose retry found the user gone (the first attempt was stored)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def accept(self, change: Change, intent: dict[str, Any] | None) -> None:
+    def accept(self, change: AcceptedWrite, intent: dict[str, Any] | None) -> None:
         with self._lock:
             self.changes.append(change)
             self.final[(change.kind, change.rid)] = intent
@@ -558,7 +557,7 @@ class Client:
             if answer is not None and answer.status_code in (201, 202):
                 doc = answer.json()
                 self.ledger.accept(
-                    Change(Kind.USER, doc["id"], "create", version_of(doc), answer.status_code),
+                    AcceptedWrite(Kind.USER, doc["id"], "create", version_of(doc), answer.status_code),
                     body,
                 )
                 return str(doc["id"])
@@ -589,7 +588,7 @@ class Client:
             raise AssertionError(f"replace refused: {answer.status_code} {answer.text}")
         doc = answer.json()
         self.ledger.accept(
-            Change(Kind.USER, rid, "replace", version_of(doc), answer.status_code), body
+            AcceptedWrite(Kind.USER, rid, "replace", version_of(doc), answer.status_code), body
         )
         return version_of(doc)
 
@@ -602,7 +601,7 @@ class Client:
 
         answer = self._retrying(attempt)
         if answer.status_code in (202, 204):
-            self.ledger.accept(Change(Kind.USER, rid, "delete", 0, answer.status_code), None)
+            self.ledger.accept(AcceptedWrite(Kind.USER, rid, "delete", 0, answer.status_code), None)
         elif answer.status_code == 404 and tries[0] > 1:
             self.ledger.resolve(Kind.USER, rid, None)  # an earlier attempt was stored
         else:

@@ -32,7 +32,7 @@ from scim_bridge.workers.tasks import RECONCILE
 from tests.faults.harness import (
     GROUPS,
     USERS,
-    Change,
+    AcceptedWrite,
     Client,
     Ledger,
     Reader,
@@ -379,7 +379,7 @@ def slow_legacy(
         slow = stack.start_worker(
             4,
             runner="faults",
-            FAULT_EFFECT_LANDS_ON_TIMEOUT="1",
+            SCIM_BRIDGE_SIMULATE_EFFECT_LANDS_ON_TIMEOUT="true",
             FAULT_RECORD_CALLS=str(record),
             SCIM_BRIDGE_SIMULATE_LATENCY_S=str(latency_s),
         )
@@ -474,7 +474,7 @@ class Deliveries:
         doc = answer.json if answer.status_code != 204 else {}
         op = {"POST": "create", "PUT": "replace", "DELETE": "delete"}[method]
         self.ledger.accept(
-            Change(kind, rid, op, version_of(doc) if doc else 0, answer.status_code),
+            AcceptedWrite(kind, rid, op, version_of(doc) if doc else 0, answer.status_code),
             body if method != "DELETE" else None,
         )
         return doc, rid
@@ -639,7 +639,7 @@ def group_with_pending_members(
                     raise AssertionError(f"group refused: {answer.status_code} {answer.text}")
                 group = answer.json()
                 ledger.accept(
-                    Change(
+                    AcceptedWrite(
                         Kind.GROUP, group["id"], "create", version_of(group), answer.status_code
                     ),
                     group_body("Pending members", ids),
@@ -661,7 +661,7 @@ def group_with_pending_members(
                 if answer.status_code not in (200, 202):
                     raise AssertionError(f"group PUT refused: {answer.status_code} {answer.text}")
                 ledger.accept(
-                    Change(
+                    AcceptedWrite(
                         Kind.GROUP,
                         group["id"],
                         "replace",
@@ -764,7 +764,7 @@ def speed(
                         continue
                     doc = answer.json()
                     ledger.accept(
-                        Change(Kind.USER, doc["id"], "create", version_of(doc), 201), body
+                        AcceptedWrite(Kind.USER, doc["id"], "create", version_of(doc), 201), body
                     )
                     with lock:
                         answers.append(elapsed)
@@ -864,7 +864,7 @@ def lost_answers(directory: Path, *, latency_s: float = 2.5, drain_s: float = 60
             stack.stop_worker(normal)
             stack.start_worker(
                 2,
-                FAULT_EFFECT_LANDS_ON_TIMEOUT="1",
+                SCIM_BRIDGE_SIMULATE_EFFECT_LANDS_ON_TIMEOUT="true",
                 SCIM_BRIDGE_SIMULATE_LATENCY_S=str(latency_s),
                 **recording,
             )

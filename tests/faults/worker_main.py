@@ -1,13 +1,12 @@
-"""``scim-bridge worker`` with two extras the fault suite needs and no setting reaches.
+"""``scim-bridge worker`` with the extra the fault suite needs and no setting reaches.
 
     python -m tests.faults.worker_main <concurrency>
 
 It reads the same ``SCIM_BRIDGE_*`` settings and starts the same Celery worker as
-``python -m scim_bridge.cli worker`` (same queue, options and adapter), and:
+``python -m scim_bridge.cli worker`` (same queue, options and adapter; the simulated legacy
+application comes from the ``simulate_*`` settings as usual, including
+``SCIM_BRIDGE_SIMULATE_EFFECT_LANDS_ON_TIMEOUT``), and:
 
-- ``FAULT_EFFECT_LANDS_ON_TIMEOUT=1``: the simulated legacy application applies a change and
-  then times out (``SimulatedLegacy(effect_lands_on_timeout=True)``); the ``simulate_*``
-  settings give its latency, jitter, error rate and connection limit as usual;
 - ``FAULT_RECORD_CALLS=<file>``: every call that reaches the legacy database is appended to
   ``<file>`` as one JSON line (operation, arguments that identify records, result or error,
   start and end time, process id), so a case can prove what was sent and in which order.
@@ -80,9 +79,7 @@ def main() -> None:
     from scim_bridge.workers.celery_app import create_celery
 
     concurrency = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    settings = load_settings(
-        simulate_effect_lands_on_timeout=os.environ.get("FAULT_EFFECT_LANDS_ON_TIMEOUT") == "1"
-    )
+    settings = load_settings()
     app = create_celery(settings, adapter_factory=adapter_factory())
     raise SystemExit(app.start(worker_argv(concurrency)) or 0)
 
