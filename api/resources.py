@@ -17,7 +17,7 @@ from scim_bridge.api.render import compact, list_response, project, version_of, 
 from scim_bridge.api.requests import Listing, listing, projection, read_json, search_listing
 from scim_bridge.api.schemas import ScimSchemas
 from scim_bridge.api.strict import check_patch, check_resource
-from scim_bridge.api.writes import WriteService, Written
+from scim_bridge.api.writes import Preconditions, WriteService, Written
 from scim_bridge.store import Kind
 
 SCIM_JSON = "application/scim+json"
@@ -112,7 +112,7 @@ class Endpoint:
             resp.set_header("Preference-Applied", "respond-async")
         resp.content_type = SCIM_JSON
         resp.data = self.render(req, raw, written.id)
-        resp.set_header("ETag", written.document["meta"]["version"])
+        resp.etag = written.document["meta"]["version"]
         if written.accepted_async or (status == falcon.HTTP_201 and not written.existing):
             # For a 202, the resource itself is where the outcome shows (its sync header).
             resp.set_header("Location", self.location(req, written.id))
@@ -208,7 +208,7 @@ class Item:
         resp.data = ep.render(req, raw, rid)
         version = version_of(raw)
         if version:
-            resp.set_header("ETag", version)
+            resp.etag = version
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         ep = self.endpoint
@@ -216,7 +216,7 @@ class Item:
             ep.kind,
             rid,
             ep.body(req),
-            req.get_header("If-Match"),
+            _if_match(req),
             respond_async=_respond_async(req),
         )
         ep.respond_written(req, resp, written, falcon.HTTP_200)
@@ -234,20 +234,26 @@ class Item:
             ep.kind,
             rid,
             body,
-            req.get_header("If-Match"),
+            _if_match(req),
             respond_async=_respond_async(req),
         )
         ep.respond_written(req, resp, written, falcon.HTTP_200)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         ep = self.endpoint
-        written = ep.writes.delete(
-            ep.kind, rid, req.get_header("If-Match"), respond_async=_respond_async(req)
-        )
+        written = ep.writes.delete(ep.kind, rid, _if_match(req), respond_async=_respond_async(req))
         resp.status = falcon.HTTP_204
         if written.accepted_async:
             resp.status = falcon.HTTP_202
             resp.set_header("Preference-Applied", "respond-async")
+
+
+def _if_match(req: falcon.Request) -> Preconditions:
+    """The If-Match entity-tags; a header that is present but blank matches no version."""
+    tags = req.if_match
+    if tags is None and req.get_header("If-Match") is not None:
+        return []
+    return tags
 
 
 def _respond_async(req: falcon.Request) -> bool:

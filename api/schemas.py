@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from falcon import ETag
 from scim2_models import URN, Context, EnterpriseUser, Extension, Group, Resource, User
 
 from scim_bridge.store import Kind
@@ -90,5 +91,7 @@ def canonical(
 
 
 def etag(version: int) -> str:
-    """The weak ETag of a version."""
-    return f'W/"{version}"'
+    """The weak ETag of a version, as the ``ETag`` header and ``meta.version`` carry it."""
+    tag = ETag(str(version))
+    tag.is_weak = True
+    return tag.dumps()

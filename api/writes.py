@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from falcon import ETag
 from pydantic import ValidationError
 from scim2_models import (
     Context,
@@ -44,6 +45,11 @@ log = logging.getLogger("scim_bridge.api.writes")
 
 Publish = Callable[[Kind, str], None]
 _ATTEMPTS = 8
+
+
+# The parsed If-Match header (``falcon.Request.if_match``): None when there is none, ``["*"]``
+# for any version, an empty list for a blank header (which no version matches).
+Preconditions = Sequence[ETag | str] | None
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ class WriteService:
         kind: Kind,
         rid: str,
         body: Mapping[str, Any],
-        if_match: str | None,
+        if_match: Preconditions,
         *,
         respond_async: bool = False,
     ) -> Written:
@@ -154,7 +160,7 @@ class WriteService:
         kind: Kind,
         rid: str,
         body: Mapping[str, Any],
-        if_match: str | None,
+        if_match: Preconditions,
         *,
         respond_async: bool = False,
     ) -> Written:
@@ -182,7 +188,7 @@ class WriteService:
         return self._write(kind, rid, if_match, change, respond_async, backlog)
 
     def delete(
-        self, kind: Kind, rid: str, if_match: str | None, *, respond_async: bool = False
+        self, kind: Kind, rid: str, if_match: Preconditions, *, respond_async: bool = False
     ) -> Written:
         """DELETE: reads answer 404 at once; the legacy record goes in the background."""
         backlog = self._admit(kind)
@@ -203,7 +209,7 @@ class WriteService:
         self,
         kind: Kind,
         rid: str,
-        if_match: str | None,
+        if_match: Preconditions,
         change: Callable[[Snapshot], NextState | None],
         respond_async: bool,
         backlog: int,
@@ -265,16 +271,18 @@ class WriteService:
         model.password = None  # type: ignore[attr-defined]
         return str(password)
 
-    def _current(self, kind: Kind, rid: str, if_match: str | None) -> Snapshot:
+    def _current(self, kind: Kind, rid: str, if_match: Preconditions) -> Snapshot:
         snap = self.store.snapshot(kind, rid)
         if not snap.exists or snap.deleted or snap.desired is None:
             raise NotFoundException(detail=f"{kind.resource_type} {rid} not found")
-        if if_match is not None and if_match.strip() != "*":
-            current = snap.desired["meta"]["version"]
-            wanted = {tag.strip() for tag in if_match.split(",")}
-            if current not in wanted and current.removeprefix("W/") not in wanted:
+        if if_match is not None and "*" not in if_match:
+            current = ETag.loads(snap.desired["meta"]["version"])
+            # Weak comparison (RFC 7232 §2.3.2): versions are weak ETags, the opaque values match.
+            if current not in if_match:
+                asked = ", ".join(tag.dumps() if isinstance(tag, ETag) else tag for tag in if_match)
                 raise PreconditionFailedException(
-                    detail=f"{kind.resource_type} {rid} is at version {current}, not {if_match}"
+                    detail=f"{kind.resource_type} {rid} is at version {current.dumps()}, "
+                    f"not {asked or 'a blank If-Match'}"
                 )
         return snap
 

@@ -187,3 +187,22 @@ def test_unauthenticated_requests_get_401_with_a_scim_body(client):
 def test_count_over_the_maximum_is_capped(client, legacy, settings):
     response = client.simulate_get(USERS, params={"count": str(settings.max_page_size * 10)})
     assert response.status_code == 200
+
+
+def test_if_match_takes_a_list_any_version_or_the_strong_form_and_a_blank_one_matches_nothing(
+    client, legacy
+):
+    rid = client.simulate_post(USERS, json=user_body()).json["id"]
+    blank = client.simulate_put(f"{USERS}/{rid}", json=user_body(), headers={"If-Match": " "})
+    assert blank.status_code == 412, blank.text
+    listed = client.simulate_put(
+        f"{USERS}/{rid}", json=user_body(), headers={"If-Match": 'W/"9", W/"1"'}
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.headers["ETag"] == 'W/"2"' == listed.json["meta"]["version"]
+    strong = client.simulate_put(f"{USERS}/{rid}", json=user_body(), headers={"If-Match": '"2"'})
+    assert strong.status_code == 200 and strong.headers["ETag"] == 'W/"3"'
+    anything = client.simulate_put(f"{USERS}/{rid}", json=user_body(), headers={"If-Match": "*"})
+    assert anything.status_code == 200
+    got = client.simulate_get(f"{USERS}/{rid}")
+    assert got.headers["ETag"] == 'W/"4"' == got.json["meta"]["version"]
