@@ -10,9 +10,9 @@ from sqlalchemy import create_engine, text
 
 from scim_bridge.adapters.errors import TransientError
 from scim_bridge.adapters.sql import SqlAdapter
+from scim_bridge.cli.processes import wait_until
 from scim_bridge.store import Kind
 from tests.adapters.databases import HR_MAPPING, hr_schema
-from tests.conftest import wait_until
 from tests.test_users import user_body
 
 USERS = "/scim/v2/Users"

@@ -263,7 +263,7 @@ def test_the_worker_refuses_a_broken_mapping_with_the_same_lines(
 def test_mapping_init_writes_a_mapping_that_checks_once_confirmed(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scim_bridge.api.cli import main
+    from scim_bridge.cli.main import main
 
     hr(url, tmp_path).close()
     out = tmp_path / "init.toml"
