@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,6 +108,24 @@ def redis_server_command(
         "--dir",
         str(directory),
         *extra,
+    ]
+
+
+def serve_command(port: int, workers: int, threads: int, host: str = "127.0.0.1") -> list[str]:
+    """The command line of ``scim-bridge serve`` in this interpreter, on ``host:port``."""
+    return [
+        sys.executable,
+        "-m",
+        "scim_bridge.cli",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
     ]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from celery.contrib.testing.worker import start_worker
 
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.api.app import create_app
-from scim_bridge.cli.processes import free_port, wait_until
+from scim_bridge.cli.processes import free_port, serve_command, wait_until
 from scim_bridge.store import Kind, Store
 from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.passwords import PasswordVault
@@ -141,20 +140,7 @@ def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     }
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scim_bridge.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--threads",
-            "8",
-        ],
+        serve_command(port, workers=2, threads=8),
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

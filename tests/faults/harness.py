@@ -266,20 +266,7 @@ class Stack:
         port = free_port()
         api = self._start(
             "api",
-            [
-                sys.executable,
-                "-m",
-                "scim_bridge.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "--threads",
-                str(threads),
-            ],
+            processes.serve_command(port, workers, threads),
             # gunicorn's control socket goes under XDG_RUNTIME_DIR: one per stack, so that no
             # other gunicorn on the machine shares (or removes) it.
             {**self.env, "XDG_RUNTIME_DIR": str(self.directory), **env},
@@ -557,7 +544,9 @@ class Client:
             if answer is not None and answer.status_code in (201, 202):
                 doc = answer.json()
                 self.ledger.accept(
-                    AcceptedWrite(Kind.USER, doc["id"], "create", version_of(doc), answer.status_code),
+                    AcceptedWrite(
+                        Kind.USER, doc["id"], "create", version_of(doc), answer.status_code
+                    ),
                     body,
                 )
                 return str(doc["id"])
