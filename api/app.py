@@ -1,6 +1,6 @@
 """The Falcon application: ``create_app`` wires collaborators, ``get_app`` is gunicorn's entry.
 
-    scim-bridge serve     (gunicorn with api/gunicorn_conf.py; see cli/serve.py)
+scim-bridge serve     (gunicorn with api/gunicorn_conf.py; see cli/serve.py)
 """
 
 from __future__ import annotations
