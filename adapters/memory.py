@@ -15,7 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scim_bridge.adapters.errors import ConflictError, PermanentError
-from scim_bridge.adapters.port import Deadline, LegacyAdapter, LegacyRecord, Page, ScimDocument
+from scim_bridge.adapters.port import (
+    Changes,
+    Deadline,
+    LegacyAdapter,
+    LegacyRecord,
+    Page,
+    ScimDocument,
+)
 
 
 class MemoryAdapter(LegacyAdapter):
@@ -33,6 +40,12 @@ class MemoryAdapter(LegacyAdapter):
         self.calls: list[tuple[str, str]] = []
         self.refuse: dict[str, str] = {}
         """userName (lower-case) → message: creates and updates of that user are refused."""
+        # Delta import: every change takes the next number of one sequence.
+        self._change_numbers = itertools.count(1)
+        self._changed: dict[tuple[str, str], int] = {}  # ("u"|"g", key) -> its last change
+
+    def _touch(self, kind: str, key: str) -> None:
+        self._changed[(kind, key)] = next(self._change_numbers)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> MemoryAdapter:
@@ -41,6 +54,8 @@ class MemoryAdapter(LegacyAdapter):
 
     def _journal(self, operation: str, key: str) -> None:
         self.calls.append((operation, key))
+        if not operation.startswith("delete"):
+            self._touch("g" if key.startswith("g") else "u", key)
 
     def _check_refusal(self, user: ScimDocument) -> None:
         message = self.refuse.get(str(user.get("userName", "")).lower())
@@ -230,6 +245,72 @@ class MemoryAdapter(LegacyAdapter):
         with self._lock:
             keys = sorted(self.groups, key=lambda k: int(k[1:]))
         return self._page(keys, cursor, limit, self.get_group, deadline)
+
+    # Delta import ---------------------------------------------------------------------------
+    def changes_since(self, token: str | None, *, limit: int, deadline: Deadline) -> Changes:
+        deadline.check("changes_since")
+        with self._lock:
+            latest = max(self._changed.values(), default=0)
+            if token is None:
+                return Changes((), (), str(latest))
+            after = int(token)
+            # One sequence for both kinds, cut after ``limit`` changes: a next token never
+            # skips a change of the kind that was not full.
+            ordered = sorted((n, k, key) for (k, key), n in self._changed.items() if n > after)
+        chosen = ordered[:limit]
+        users = [self.get_user(key, deadline=deadline) for _, k, key in chosen if k == "u"]
+        groups = [self.get_group(key, deadline=deadline) for _, k, key in chosen if k == "g"]
+        next_token = str(chosen[-1][0]) if chosen else token
+        return Changes(
+            [r for r in users if r is not None],
+            [r for r in groups if r is not None],
+            next_token,
+            more=len(ordered) > limit,
+        )
+
+    # The application's own changes (tests and demos: accounts made or edited outside Okta) -----
+    def insert_user(self, user: ScimDocument, *, password: str | None = None) -> str:
+        """Add a user as the application itself would: no SCIM id. Returns its key."""
+        with self._lock:
+            self._check_unique_user_name(user, None)
+            key = f"u{next(self._keys)}"
+            self.users[key] = {**copy.deepcopy(dict(user)), "_resource_id": None}
+            self.users[key].setdefault("active", True)
+            self._index_name(key, None, user)
+            if password is not None:
+                self.passwords[key] = password
+            self._touch("u", key)
+            return key
+
+    def edit_user(self, key: str, **changes: Any) -> None:
+        """Change a user as the application itself would (a helpdesk disabling an account)."""
+        with self._lock:
+            current = self.users[key]
+            self._index_name(key, current, None)
+            current.update(copy.deepcopy(changes))
+            self._index_name(key, None, current)
+            self._touch("u", key)
+
+    def insert_group(self, group: ScimDocument, members: Sequence[str] = ()) -> str:
+        """Add a group as the application itself would, with members by legacy key."""
+        with self._lock:
+            key = f"g{next(self._keys)}"
+            document = {k: copy.deepcopy(v) for k, v in group.items() if k != "members"}
+            self.groups[key] = {**document, "members": list(members), "_resource_id": None}
+            self._touch("g", key)
+            return key
+
+    def remove_user(self, key: str) -> None:
+        """Remove a user as the application itself would (no call through the port)."""
+        with self._lock:
+            user = self.users.pop(key)
+            self._changed.pop(("u", key), None)
+            self._index_name(key, user, None)
+            if user["_resource_id"] is not None:
+                self._user_by_resource.pop(user["_resource_id"], None)
+            for group in self.groups.values():
+                if key in group["members"]:
+                    group["members"].remove(key)
 
     @staticmethod
     def _page(

@@ -66,7 +66,7 @@ def create_app(
         vault=password_vault(settings) if settings.accept_passwords else None,
         confirm_wait_s=settings.confirm_wait_s,
         backlog=BacklogEstimate(store),
-        duplicate_create_updates=settings.duplicate_create == "update",
+        duplicate_create_updates=settings.duplicate_create_updates,
         max_backlog=settings.max_backlog,
     )
     types, described = resource_types(schemas), schema_documents(schemas)

@@ -76,6 +76,7 @@ def dev(port: int, data_dir: Path) -> None:
     try:
         _wait_for_port(port, 30)
         _wait_for_worker(settings, 60)
+        _start_import(settings)
         _announce(port, settings)
         while True:
             time.sleep(0.5)
@@ -97,6 +98,14 @@ def dev(port: int, data_dir: Path) -> None:
         print("\nscim-bridge: stopping", file=sys.stderr)
     finally:
         _stop(started)
+
+
+def _start_import(settings: Settings) -> None:
+    """One full import at start-up, so the demo serves what its database already holds."""
+    from scim_bridge.workers.celery_app import create_celery
+    from scim_bridge.workers.sync_tasks import SYNC
+
+    create_celery(settings).send_task(SYNC)
 
 
 def _wait_for_worker(settings: Settings, timeout_s: float) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from scim_bridge.cli.dev import dev
 from scim_bridge.cli.dlq import dead_letters
 from scim_bridge.cli.serve import serve
-from scim_bridge.cli.status import show_status
+from scim_bridge.cli.status import operator_runtime, show_status
 from scim_bridge.cli.worker import beat, worker
 
 
@@ -66,6 +66,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_drop = dlq_actions.add_parser("drop", help="give up: keep the applied state, record why")
     p_drop.add_argument("member")
     p_drop.add_argument("--reason", required=True)
+    from scim_bridge.cli import sync
+
+    sync.add_sync_arguments(
+        commands.add_parser("sync", help="import the application's accounts (a full pass)")
+    )
+    p_accounts = commands.add_parser("accounts", help="records by origin (Okta, linked, imported)")
+    p_accounts.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "dev":
         dev(args.port, args.data_dir)
@@ -88,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(check.run(args))
     elif args.command == "mapping":
         raise SystemExit(mapping.run(args))
+    elif args.command == "sync":
+        raise SystemExit(sync.run_sync(args, operator_runtime()))
+    elif args.command == "accounts":
+        raise SystemExit(sync.run_accounts(args, operator_runtime()))
 
 
 if __name__ == "__main__":

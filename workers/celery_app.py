@@ -16,8 +16,10 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
+from scim_bridge.workers.capabilities import advertised_functions
 from scim_bridge.workers.runtime import AdapterFactory, Runtime
 from scim_bridge.workers.settings import Settings
+from scim_bridge.workers.sync_tasks import import_schedule, register_import_tasks
 from scim_bridge.workers.tasks import QUEUE, SWEEP, register_tasks
 
 log = logging.getLogger("scim_bridge.worker")
@@ -72,10 +74,12 @@ def create_celery(
         task_send_sent_event=settings.task_events,
         beat_schedule={
             "sweep-dirty-resources": {"task": SWEEP, "schedule": settings.sweep_interval_s},
+            **import_schedule(settings),
         },
     )
     runtime = runtime or Runtime(settings, adapter_factory)
     register_tasks(app, runtime)
+    register_import_tasks(app, runtime)
     _heartbeat_while_running(app, runtime)
     return app
 
@@ -96,7 +100,7 @@ def _heartbeat_while_running(app: Celery, runtime: Runtime) -> None:
         def start(self, parent: Any) -> None:
             concurrency = int(getattr(getattr(parent, "pool", None), "limit", 0) or 1)
             try:
-                functions = runtime.adapter.capabilities.functions
+                functions = advertised_functions(runtime.adapter)
                 runtime.store.publish_capabilities(str(f) for f in functions)
             except Exception:  # the api answers 503 on discovery until a worker reports
                 log.exception("could not publish the adapter's capabilities")

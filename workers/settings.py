@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -125,8 +126,24 @@ class Settings(BaseSettings):
     """Attributes of the custom user extension, as defined in the Okta app's profile."""
     unique_user_field: str = "userName"
     """Okta's "Unique user field name": what check-exists filters on (indexed)."""
-    duplicate_create: Literal["conflict", "update"] = "conflict"
-    """A POST for an existing userName: 409 (Okta's tests), or update and return the user."""
+    duplicate_create: Literal["conflict", "409", "update"] = "conflict"
+    """A POST for an existing userName: 409 (``conflict``, Okta's tests), or update and return
+    (and so link) the user, imported or not."""
+
+    # Import of existing accounts (docs/import.md) ---------------------------------------------
+    sync_interval_s: float = Field(3600.0, ge=0)
+    """Beat runs a full import this often (0: never; ``scim-bridge sync`` still works)."""
+    delta_interval_s: float = Field(60.0, ge=0)
+    """Beat runs a delta import this often when the adapter has one (0: never)."""
+    drift: Literal["import", "enforce"] = "import"
+    """A record changed in the application with nothing pending: take it, or re-apply Okta's."""
+    sync_max_removals: int = Field(100, ge=0)
+    """A full pass that would remove more records than this holds them for confirmation."""
+    sync_page_size: int = Field(500, ge=1, le=10_000)
+    """Records asked of the adapter per page during imports."""
+    id_namespace: str | None = None
+    """UUID namespace of the ids of records the application created; default derived from
+    ``adapter`` and ``key_prefix`` (see :meth:`id_namespace_uuid`)."""
 
     # Processes --------------------------------------------------------------------------------
     worker_concurrency: int = Field(4, ge=1)
@@ -248,6 +265,14 @@ class Settings(BaseSettings):
                 f"sweep_grace_s ({self.sweep_grace_s:g}) must exceed the lock TTL "
                 f"({self.lock_ttl_s:g}): a running task would be re-published"
             )
+        if self.id_namespace is not None:
+            try:
+                uuid.UUID(self.id_namespace)
+            except ValueError:
+                problems.append(
+                    f"id_namespace ({self.id_namespace!r}) is not a UUID: set "
+                    "SCIM_BRIDGE_ID_NAMESPACE to one (for example from `uuidgen`), or unset it"
+                )
         for name in self.okta_user_attributes:
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", name):
                 problems.append(
@@ -270,6 +295,21 @@ class Settings(BaseSettings):
         if field.lower() not in {"username", "externalid", "id", "email", "emails", "emails.value"}:
             paths.append(field)
         return tuple(paths)
+
+    @property
+    def duplicate_create_updates(self) -> bool:
+        """Whether an Okta create of an existing userName updates (links) that record."""
+        return self.duplicate_create == "update"
+
+    def id_namespace_uuid(self) -> uuid.UUID:
+        """The namespace of derived ids: the setting, else one derived from adapter and prefix.
+
+        The default depends only on names that do not change when secrets rotate or hosts move
+        (not the database URL), so a rebuilt read model gets the same ids.
+        """
+        if self.id_namespace is not None:
+            return uuid.UUID(self.id_namespace)
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"scim-bridge:{self.adapter}:{self.key_prefix}")
 
     def password_key_bytes(self) -> bytes | None:
         """The key encrypting pending passwords, from the setting or the key file."""

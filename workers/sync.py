@@ -1,0 +1,389 @@
+"""Imports: make the read model hold what the legacy application holds (docs/import.md).
+
+A **full pass** pages through every user, then every group, and then removes what was not
+listed (behind the removal threshold). It keeps a checkpoint after every page, so a pass that
+crashed or ran out of its time slice continues where it stopped. A **delta pass** asks the
+adapter what changed since a token (:meth:`LegacyAdapter.changes_since`). Both write through
+:meth:`ImportStore.observe`, which never overwrites a resource with a pending Okta change and
+writes nothing when the record did not change (so ``meta.lastModified`` moves only on drift).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scim_bridge.adapters.errors import AdapterError
+from scim_bridge.adapters.port import Deadline, LegacyAdapter, LegacyRecord
+from scim_bridge.store.imports import ImportStore, Observation
+from scim_bridge.workers.identity import resource_id
+from scim_bridge.workers.observe import decide, document, malformed
+from scim_bridge.workers.readmodel import Kind, ReadModel, now_iso
+
+log = logging.getLogger("scim_bridge.sync")
+
+Publish = Callable[[Kind, str], None]
+_COUNTS = ("listed", "created", "updated", "unchanged", "pending", "skipped", "enforced")
+
+
+@dataclass
+class Tally:
+    """What a pass did so far."""
+
+    listed: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    pending: int = 0
+    skipped: int = 0
+    enforced: int = 0
+
+    def add(self, name: str, by: int = 1) -> None:
+        setattr(self, name, getattr(self, name) + by)
+
+
+@dataclass
+class PassResult:
+    """The outcome of a (slice of a) pass: ``done``, ``more`` (continue), ``busy``, ``failed``."""
+
+    status: str
+    tally: Tally = field(default_factory=Tally)
+    removed: int = 0
+    removals_held: int = 0
+    error: str | None = None
+    elapsed_s: float = 0.0
+    skipped_records: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``scim-bridge sync --json``)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every page: ``phase`` is ``users``, ``groups`` or ``removals``."""
+
+    phase: str
+    records: int
+    rate_per_s: float
+    expected: int
+
+
+class Importer:
+    """Runs full and delta passes for one adapter. Plain code: tasks and the CLI call it."""
+
+    def __init__(
+        self,
+        store: ReadModel,
+        adapter: LegacyAdapter,
+        *,
+        namespace: uuid.UUID,
+        drift: str = "import",
+        max_removals: int = 100,
+        page_size: int = 500,
+        deadline_s: float = 10.0,
+        lock_ttl_s: float = 30.0,
+        publish: Publish | None = None,
+    ) -> None:
+        self.model = store
+        self.imports = ImportStore(store)
+        self.adapter = adapter
+        self.namespace = namespace
+        self.drift = drift
+        self.max_removals = max_removals
+        self.page_size = page_size
+        self.deadline_s = deadline_s
+        self.lock_ttl_s = lock_ttl_s
+        self.publish = publish
+
+    # Full pass --------------------------------------------------------------------------------
+    def full_pass(
+        self, *, budget_s: float | None = None, progress: Callable[[Progress], None] | None = None
+    ) -> PassResult:
+        """Run (or continue) the full pass, for at most ``budget_s`` (None: to the end)."""
+        started = time.monotonic()
+        owner = self.imports.lock_owner()
+        if not self.imports.acquire(owner, self.lock_ttl_s):
+            return PassResult("busy")
+        try:
+            return self._full_pass(owner, started, budget_s, progress)
+        finally:
+            self.imports.release(owner)
+
+    def _full_pass(
+        self,
+        owner: str,
+        started: float,
+        budget_s: float | None,
+        progress: Callable[[Progress], None] | None,
+    ) -> PassResult:
+        point = self.imports.checkpoint()
+        tally = Tally(**{name: int(point.get(name, 0)) for name in _COUNTS})
+        result = PassResult("more", tally)
+        try:
+            if not point:
+                point = {"phase": "u", "cursor": "", "started_at": now_iso()}
+                self._start_delta()
+                self.imports.save_checkpoint(point)
+            phase = point["phase"]
+            cursor: str | None = point.get("cursor") or None
+            slice_start, slice_records = time.monotonic(), 0
+            while phase in ("u", "g"):
+                kind = Kind(phase)
+                deadline = Deadline.after(self.deadline_s)
+                page = (
+                    self.adapter.list_users(cursor=cursor, limit=self.page_size, deadline=deadline)
+                    if kind is Kind.USER
+                    else self.adapter.list_groups(
+                        cursor=cursor, limit=self.page_size, deadline=deadline
+                    )
+                )
+                self._apply(kind, page.records, tally, result, full=True)
+                cursor = page.cursor
+                if cursor is None:
+                    phase = "g" if kind is Kind.USER else "r"
+                self.imports.save_checkpoint(
+                    {"phase": phase, "cursor": cursor or "", **asdict(tally)}
+                )
+                self.imports.acquire(owner, self.lock_ttl_s)  # refresh
+                slice_records += len(page.records)
+                if progress is not None:
+                    elapsed = max(time.monotonic() - slice_start, 1e-6)
+                    progress(
+                        Progress(
+                            "users" if kind is Kind.USER else "groups",
+                            tally.listed,
+                            slice_records / elapsed,
+                            self.model.count(kind),
+                        )
+                    )
+                if budget_s is not None and time.monotonic() - started > budget_s:
+                    result.elapsed_s = time.monotonic() - started
+                    return result
+            self._removals(result)
+            summary = {**result.to_dict(), "status": "done", "finished_at": now_iso()}
+            summary["started_at"] = point.get("started_at")
+            self.imports.finish(summary)
+            result.status = "done"
+        except AdapterError as exc:
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc.message}"
+        except Exception as exc:  # an adapter bug: the pass stops, the next one resumes
+            if _is_redis_error(exc):
+                raise
+            log.exception("import pass stopped by an unexpected error")
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        if result.error is not None:
+            self.imports.record_error(result.error)
+            log.warning("import pass stopped (it resumes next time): %s", result.error)
+        result.elapsed_s = time.monotonic() - started
+        return result
+
+    def _start_delta(self) -> None:
+        # The delta token is taken before the first page, so nothing changed during the full
+        # pass is missed by the delta passes after it.
+        if self.adapter.supports_delta:
+            now = self.adapter.changes_since(
+                None, limit=1, deadline=Deadline.after(self.deadline_s)
+            )
+            self.imports.set_delta_token_if_absent(now.token)
+
+    # Delta pass -------------------------------------------------------------------------------
+    def delta_pass(self, *, budget_s: float | None = None) -> PassResult:
+        """Import what changed since the last delta pass (nothing if the adapter cannot tell)."""
+        started = time.monotonic()
+        if not self.adapter.supports_delta:
+            return PassResult("done")
+        owner = self.imports.lock_owner()
+        if not self.imports.acquire(owner, self.lock_ttl_s, name="sync:delta-lock"):
+            return PassResult("busy")
+        result = PassResult("done")
+        try:
+            token = self.imports.delta_token()
+            while True:
+                changes = self.adapter.changes_since(
+                    token, limit=self.page_size, deadline=Deadline.after(self.deadline_s)
+                )
+                if token is not None:
+                    self._apply(Kind.USER, changes.users, result.tally, result, full=False)
+                    self._apply(Kind.GROUP, changes.groups, result.tally, result, full=False)
+                token = changes.token
+                self.imports.set_delta_token(token)
+                if not changes.more:
+                    break
+                if budget_s is not None and time.monotonic() - started > budget_s:
+                    result.status = "more"
+                    break
+        except AdapterError as exc:
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc.message}"
+            log.warning("delta import stopped (it resumes next time): %s", result.error)
+        finally:
+            self.imports.release(owner, name="sync:delta-lock")
+        result.elapsed_s = time.monotonic() - started
+        return result
+
+    # Applying a page --------------------------------------------------------------------------
+    def _apply(
+        self,
+        kind: Kind,
+        records: Sequence[LegacyRecord],
+        tally: Tally,
+        result: PassResult,
+        *,
+        full: bool,
+    ) -> None:
+        tally.add("listed", len(records))
+        ids = [resource_id(self.namespace, kind, r) for r in records]
+        if full:
+            # Listed, even when skipped below: a record that exists is never removed.
+            self.imports.mark_seen(kind, ids)
+        good: list[tuple[str, LegacyRecord]] = []
+        names: set[str] = set()
+        for rid, record in zip(ids, records, strict=True):
+            reason = malformed(kind, record)
+            name = str(record.document.get("userName" if kind is Kind.USER else "displayName"))
+            if reason is None and name.lower() in names:
+                reason = f"duplicate {'userName' if kind is Kind.USER else 'displayName'} {name!r}"
+            if reason is not None:
+                self._skip(kind, record.key, reason, tally, result)
+                continue
+            names.add(name.lower())
+            good.append((rid, record))
+        members = self._member_ids(good) if kind is Kind.GROUP else {}
+        stored = {s.id: s for s in self.imports.stored(kind, [rid for rid, _ in good])}
+        now = now_iso()
+        observations: list[Observation] = []
+        for rid, record in good:
+            current = stored[rid]
+            created = ((current.desired or {}).get("meta") or {}).get("created") or now
+            doc = document(
+                kind,
+                rid,
+                record,
+                member_ids=members.get(record.key, ()),
+                created=created,
+                last_modified=now,
+                version=current.version + 1,
+            )
+            decision = decide(kind, current, doc, drift=self.drift)
+            if decision.write is None:
+                tally.add(decision.why)
+                continue
+            observations.append(
+                Observation(
+                    kind,
+                    rid,
+                    current.version,
+                    decision.write,
+                    record.key,
+                    doc=doc if decision.write == "import" else None,
+                    previous=current.desired,
+                    observed=doc if decision.write == "enforce" else None,
+                    origin="okta" if record.resource_id else "imported",
+                )
+            )
+        outcomes = self.imports.observe(observations)
+        imported: list[str] = []
+        for obs, (outcome, detail) in zip(observations, outcomes, strict=True):
+            if outcome in ("created", "updated", "enforced"):
+                tally.add(outcome)
+                imported.append(obs.legacy_key)
+            elif outcome == "same":
+                tally.add("unchanged")
+            elif outcome in ("pending", "moved"):
+                tally.add("pending")  # Okta wrote meanwhile: its change wins
+            elif outcome == "conflict":
+                attribute = detail.rsplit(":", 1)[-1]
+                self._skip(
+                    kind, obs.legacy_key, f"{attribute} held by another resource", tally, result
+                )
+            if outcome == "enforced" and self.publish is not None:
+                self.publish(kind, obs.id)
+        self.imports.forget_skipped(kind, imported)
+
+    def _skip(self, kind: Kind, key: str, reason: str, tally: Tally, result: PassResult) -> None:
+        tally.add("skipped")
+        result.skipped_records[f"{kind.resource_type} {key}"] = reason
+        self.imports.skipped(kind, key, reason)
+        log.warning("skipped %s %s from the application: %s", kind.resource_type, key, reason)
+
+    def _member_ids(self, groups: Sequence[tuple[str, LegacyRecord]]) -> dict[str, list[str]]:
+        """Group key -> member ids, from the members' legacy keys."""
+        wanted = sorted({str(k) for _, g in groups for k in g.document.get("members") or ()})
+        known = self.imports.ids_of_keys(Kind.USER, wanted)
+        for key in wanted:
+            if key not in known:
+                # Not imported yet (a delta that saw the group first): ask for its id.
+                record = self.adapter.get_user(key, deadline=Deadline.after(self.deadline_s))
+                if record is not None:
+                    known[key] = resource_id(self.namespace, Kind.USER, record)
+        return {
+            g.key: [known[str(k)] for k in g.document.get("members") or () if str(k) in known]
+            for _, g in groups
+        }
+
+    # Removals -----------------------------------------------------------------------------------
+    def _removals(self, result: PassResult) -> None:
+        """Remove what the pass did not list, unless that is more than the threshold."""
+        doomed: dict[str, dict[str, Any]] = {}
+        for kind in (Kind.USER, Kind.GROUP):
+            unseen = self.imports.unseen(kind)
+            for stored in self.imports.stored(kind, unseen):
+                # Only records the application held: an Okta create not applied yet stays.
+                if stored.legacy_key is None or stored.pending or stored.version == 0:
+                    continue
+                label_attr = "userName" if kind is Kind.USER else "displayName"
+                doomed[self.model.member(kind, stored.id)] = {
+                    "kind": kind.resource_type,
+                    "id": stored.id,
+                    "key": stored.legacy_key,
+                    "name": (stored.desired or {}).get(label_attr),
+                }
+        if len(doomed) > self.max_removals:
+            self.imports.hold(doomed)
+            self.imports.count("removals_held_passes")
+            result.removals_held = len(doomed)
+            log.error(
+                "%d records disappeared from the application, more than "
+                "SCIM_BRIDGE_SYNC_MAX_REMOVALS (%d): none removed; review them with "
+                "`scim-bridge sync --pending-removals`",
+                len(doomed),
+                self.max_removals,
+            )
+            return
+        self.imports.hold({})
+        for member in doomed:
+            if self._remove(member):
+                result.removed += 1
+
+    def _remove(self, member: str) -> bool:
+        kind, rid = self.model.parse_member(member)
+        snap = self.model.snapshot(kind, rid)
+        if not snap.exists or snap.state == "pending" or snap.deleted:
+            return False
+        if self.model.purge(kind, rid, snap):
+            self.imports.forget_key(kind, snap.legacy_key)
+            self.imports.count("removed")
+            return True
+        return False
+
+    def confirm_removals(self) -> int:
+        """Apply the held removals whose records are still gone from the application."""
+        removed = 0
+        for member, entry in self.imports.held().items():
+            kind, _ = self.model.parse_member(member)
+            deadline = Deadline.after(self.deadline_s)
+            get = self.adapter.get_user if kind is Kind.USER else self.adapter.get_group
+            if get(str(entry["key"]), deadline=deadline) is None and self._remove(member):
+                removed += 1
+            self.imports.release_held(member)
+        return removed
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    import redis
+
+    return isinstance(exc, redis.RedisError)
