@@ -207,8 +207,7 @@ class ImportStore:
 
     def save_checkpoint(self, values: Mapping[str, str | int | float]) -> None:
         """Record how far the pass got (after the page's writes: a re-done page is harmless)."""
-        mapping: dict[str | bytes, str | int | float] = dict(values)
-        self.redis.hset(self.key("sync:run"), mapping=mapping)  # type: ignore[arg-type]
+        self.redis.hset(self.key("sync:run"), mapping={k: str(v) for k, v in values.items()})
 
     def mark_seen(self, kind: Kind, ids: Iterable[str]) -> None:
         """The pass listed these ids."""
