@@ -17,6 +17,8 @@ def operator_runtime() -> Any:
 
 def show_status(as_json: bool) -> None:
     """Backlog, oldest pending change, dead letters, circuit, workers, queues."""
+    from scim_bridge.cli.sync import import_rows
+
     current = operator_runtime().store.status()
     if as_json:
         print(json.dumps(current.to_dict(), indent=2))
@@ -40,6 +42,7 @@ def show_status(as_json: bool) -> None:
             "queue scim-bridge",
             f"{current.queue_length} waiting, {current.unacknowledged} unacknowledged",
         ),
+        *import_rows(current.imports),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

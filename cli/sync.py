@@ -21,6 +21,35 @@ ORIGINS = {
 }
 
 
+def import_rows(imports: dict[str, Any]) -> list[tuple[str, str]]:
+    """The lines ``scim-bridge status`` shows about imports."""
+    last = imports.get("last") or {}
+    running = imports.get("running")
+    rows = [
+        (
+            "drift (changes made in the application)",
+            f"{imports['drift_imported']} imported, {imports['drift_enforced']} re-applied",
+        ),
+        (
+            "last full import",
+            f"{last.get('finished_at')}, {(last.get('tally') or {}).get('listed', 0)} listed"
+            if last
+            else "never",
+        ),
+        (
+            "full import under way",
+            f"at {running.get('phase')} after {running.get('listed', 0)} records"
+            if running
+            else "no",
+        ),
+        ("removals held back", str(imports["removals_held"])),
+        ("records skipped (malformed)", str(imports["skipped_records"])),
+    ]
+    if imports.get("error"):
+        rows.append(("import stopped by", str(imports["error"])))
+    return rows
+
+
 def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``scim-bridge sync``."""
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
