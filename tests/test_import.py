@@ -296,3 +296,32 @@ def test_duplicate_create_update_links_and_updates_the_imported_record(
     assert legacy.adapter.users[keys[0]]["displayName"] == "Okta's"
     origins = {r: o for r, o, _ in ImportStore(store).origins(Kind.USER)}
     assert origins[created.json["id"]] == "linked"
+
+
+def test_a_pass_reports_its_progress_after_every_page(client, legacy, store):
+    from scim_bridge.api.cli_sync import _progress_printer
+
+    fill(legacy.adapter, 7)
+    seen = []
+    importer(store, legacy.adapter).full_pass(progress=seen.append)
+    assert [(p.phase, p.records) for p in seen] == [
+        ("users", 3),
+        ("users", 6),
+        ("users", 7),
+        ("groups", 7),
+    ]
+    assert all(p.rate_per_s > 0 for p in seen)
+
+    class Terminal:
+        text = ""
+
+        def write(self, text):
+            self.text += text
+
+        def flush(self):
+            pass
+
+    terminal = Terminal()
+    show = _progress_printer(terminal)
+    show(seen[0].__class__("users", 500, 250.0, 1500))
+    assert "users: 500 records, 250/s, about 4 s left" in terminal.text
