@@ -325,3 +325,59 @@ def test_a_pass_reports_its_progress_after_every_page(client, legacy, store):
     show = _progress_printer(terminal)
     show(seen[0].__class__("users", 500, 250.0, 1500))
     assert "users: 500 records, 250/s, about 4 s left" in terminal.text
+
+
+def test_the_full_and_delta_import_tasks_run_on_the_worker_in_slices(
+    settings, client, legacy, store
+):
+    from scim_bridge.workers.celery_app import create_celery
+    from scim_bridge.workers.sync_tasks import DELTA, SYNC
+
+    keys = fill(legacy.adapter, 1200)  # three pages of 500
+    app = create_celery(settings)
+    app.send_task(SYNC)
+    wait_until(lambda: store.count(Kind.USER) == 1200, timeout=60)
+    wait_until(lambda: ImportStore(store).status()["passes"] == 1, timeout=30)
+    namespace = settings.id_namespace_uuid()
+    legacy.adapter.edit_user(keys[10], displayName="changed in the application")
+    app.send_task(DELTA)
+    rid = derived_id(namespace, Kind.USER, keys[10])
+    wait_until(
+        lambda: (
+            client.simulate_get(f"{USERS}/{rid}").json.get("displayName")
+            == "changed in the application"
+        ),
+        timeout=30,
+    )
+
+
+def test_a_pass_that_loses_redis_is_rebuilt_by_the_next_one(tmp_path, legacy):
+    import redis as redis_client
+
+    from scim_bridge.workers.readmodel import ReadModel
+    from tests.conftest import RedisServer
+
+    server = RedisServer(tmp_path)
+    try:
+        model = ReadModel(redis_client.Redis(port=server.port), "lost")
+
+        class LosesRedis(MemoryAdapter):
+            pages = 0
+
+            def list_users(self, *, cursor, limit, deadline):
+                self.pages += 1
+                if self.pages == 2:
+                    model.redis.flushall()  # everything in Redis is gone
+                    server.stop()
+                return super().list_users(cursor=cursor, limit=limit, deadline=deadline)
+
+        adapter = LosesRedis()
+        fill(adapter, 7)
+        with pytest.raises(redis_client.ConnectionError):
+            importer(model, adapter).full_pass()
+        server.start()
+        result = importer(model, adapter).full_pass()
+        assert result.status == "done" and result.tally.created == 7
+        assert model.count(Kind.USER) == 7
+    finally:
+        server.stop()
