@@ -55,6 +55,17 @@ def test_drift_is_imported_or_enforced_as_the_policy_says():
     assert decide(Kind.USER, stored, _doc(active=False), drift="enforce").write == "enforce"
 
 
+def test_what_the_adapter_cannot_store_is_never_taken_for_drift():
+    okta_wrote = _doc(title="Engineer", name={"givenName": "Ann", "middleName": "B"})
+    stored = Stored("id-7", version=2, desired=okta_wrote, applied=okta_wrote, legacy_key="7")
+    listed = _doc(name={"givenName": "Ann"})  # the application keeps no title, no middle name
+    keeps = frozenset({"name.givenName", "emails"})
+    assert decide(Kind.USER, stored, listed, drift="import", attributes=keeps).write is None
+    assert decide(Kind.USER, stored, listed, drift="import").write == "import"
+    renamed = _doc(name={"givenName": "Anna"})
+    assert decide(Kind.USER, stored, renamed, drift="import", attributes=keeps).write == "import"
+
+
 def test_group_members_compare_as_a_set_of_ids():
     group = LegacyRecord("3", None, {"displayName": "Ops"})
     made = document(

@@ -40,9 +40,17 @@ def malformed(kind: Kind, record: LegacyRecord) -> str | None:
     return None
 
 
-def held(kind: Kind, doc: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The part of a document the application holds, in a form that compares equal."""
+def held(
+    kind: Kind, doc: Mapping[str, Any] | None, attributes: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """The part of a document the application holds, in a form that compares equal.
+
+    ``attributes`` are the paths the adapter declares it stores (``name.givenName``, ``emails``;
+    None: all): what it cannot store is never taken for drift.
+    """
     body = {k: v for k, v in (doc or {}).items() if k not in _NOT_HELD and not k.startswith("_")}
+    if attributes is not None:
+        body = _project(kind, body, attributes)
     if kind is Kind.USER:
         body["active"] = bool(body.get("active", True))
     else:
@@ -51,6 +59,17 @@ def held(kind: Kind, doc: Mapping[str, Any] | None) -> dict[str, Any]:
             {str(m.get("value")) for m in members if isinstance(m, Mapping) and m.get("value")}
         )
     return body
+
+
+def _project(kind: Kind, body: dict[str, Any], attributes: frozenset[str]) -> dict[str, Any]:
+    always = {"userName", "active"} if kind is Kind.USER else {"displayName", "members"}
+    kept: dict[str, Any] = {k: v for k, v in body.items() if k in always or k in attributes}
+    for path in attributes:
+        parent, dot, child = path.partition(".")
+        complex_value = body.get(parent)
+        if dot and isinstance(complex_value, Mapping) and child in complex_value:
+            kept.setdefault(parent, {})[child] = complex_value[child]
+    return kept
 
 
 def document(
@@ -84,7 +103,14 @@ def document(
     return doc
 
 
-def decide(kind: Kind, stored: Stored, observed: Mapping[str, Any], *, drift: str) -> Decision:
+def decide(
+    kind: Kind,
+    stored: Stored,
+    observed: Mapping[str, Any],
+    *,
+    drift: str,
+    attributes: frozenset[str] | None = None,
+) -> Decision:
     """Whether an observation is written, and how.
 
     - nothing stored: import it;
@@ -98,7 +124,7 @@ def decide(kind: Kind, stored: Stored, observed: Mapping[str, Any], *, drift: st
         return Decision("import", "created")
     if stored.pending:
         return Decision(None, "pending")
-    if held(kind, observed) == held(kind, stored.applied):
+    if held(kind, observed, attributes) == held(kind, stored.applied, attributes):
         return Decision("same" if stored.legacy_key is None else None, "unchanged")
     if drift == "enforce" and stored.desired is not None:
         return Decision("enforce", "enforced")

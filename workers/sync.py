@@ -255,6 +255,10 @@ class Importer:
         members = self._member_ids(good) if kind is Kind.GROUP else {}
         stored = {s.id: s for s in self.imports.stored(kind, [rid for rid, _ in good])}
         now = now_iso()
+        capabilities = self.adapter.capabilities
+        stored_attributes = (
+            capabilities.user_attributes if kind is Kind.USER else capabilities.group_attributes
+        )
         observations: list[Observation] = []
         for rid, record in good:
             current = stored[rid]
@@ -268,7 +272,7 @@ class Importer:
                 last_modified=now,
                 version=current.version + 1,
             )
-            decision = decide(kind, current, doc, drift=self.drift)
+            decision = decide(kind, current, doc, drift=self.drift, attributes=stored_attributes)
             if decision.write is None:
                 tally.add(decision.why)
                 continue
