@@ -381,3 +381,17 @@ def test_a_pass_that_loses_redis_is_rebuilt_by_the_next_one(tmp_path, legacy):
         assert model.count(Kind.USER) == 7
     finally:
         server.stop()
+
+
+def test_a_pass_waits_between_pages_to_stay_under_its_rate_cap(legacy, store, monkeypatch):
+    import scim_bridge.workers.sync as sync_module
+
+    waits = []
+    monkeypatch.setattr(sync_module.time, "sleep", waits.append)
+    fill(legacy.adapter, 9)
+    importer(store, legacy.adapter).full_pass()
+    assert waits == []  # no cap
+    importer(store, legacy.adapter, max_rate=30).full_pass()
+    # Sleeping is faked, so each wait is what the pass is ahead of 30 records/s: 3, 6, 9 and
+    # (after the empty page of groups) still 9 records.
+    assert len(waits) == 4 and 0.25 < max(waits) <= 0.3

@@ -88,6 +88,7 @@ class Importer:
         deadline_s: float = 10.0,
         lock_ttl_s: float = 30.0,
         publish: Publish | None = None,
+        max_rate: float = 0.0,
     ) -> None:
         self.model = store
         self.imports = ImportStore(store)
@@ -99,6 +100,7 @@ class Importer:
         self.deadline_s = deadline_s
         self.lock_ttl_s = lock_ttl_s
         self.publish = publish
+        self.max_rate = max_rate
 
     # Full pass --------------------------------------------------------------------------------
     def full_pass(
@@ -151,6 +153,7 @@ class Importer:
                 )
                 self.imports.acquire(owner, self.lock_ttl_s)  # refresh
                 slice_records += len(page.records)
+                self._pace(slice_start, slice_records)
                 if progress is not None:
                     elapsed = max(time.monotonic() - slice_start, 1e-6)
                     progress(
@@ -181,6 +184,13 @@ class Importer:
             log.warning("import pass stopped (it resumes next time): %s", result.error)
         result.elapsed_s = time.monotonic() - started
         return result
+
+    def _pace(self, since: float, records: int) -> None:
+        """Stay under ``max_rate`` records/s: the api's reads and the application come first."""
+        if self.max_rate > 0:
+            ahead = records / self.max_rate - (time.monotonic() - since)
+            if ahead > 0:
+                time.sleep(ahead)
 
     def _start_delta(self) -> None:
         # The delta token is taken before the first page, so nothing changed during the full

@@ -39,6 +39,7 @@ def build_importer(runtime: Runtime, publish: Any = None) -> Importer:
         deadline_s=settings.legacy_deadline_s,
         lock_ttl_s=settings.lock_ttl_s,
         publish=publish,
+        max_rate=settings.sync_max_rate,
     )
 
 
