@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     """A record changed in the application with nothing pending: take it, or re-apply Okta's."""
     sync_max_removals: int = Field(100, ge=0)
     """A full pass that would remove more records than this holds them for confirmation."""
-    sync_max_rate: float = Field(3000.0, ge=0)
+    sync_max_rate: float = Field(2500.0, ge=0)
     """Records per second a full import may take at most (0: no cap), so that reads served
     meanwhile and the legacy application keep their speed."""
     sync_page_size: int = Field(500, ge=1, le=10_000)
