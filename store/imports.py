@@ -9,7 +9,7 @@ Keys (``{p}`` is the prefix, ``{k}`` is ``u`` or ``g``), beside the read model's
     {p}:sync:seen:{k}     zset   ids listed by the pass under way (what is absent was removed)
     {p}:sync:lock         string the one full pass that runs ("host:pid:token", expires)
     {p}:sync:delta-lock   string the one delta pass that runs
-    {p}:sync:stats        hash   drift_imported, drift_enforced, passes, removed, held
+    {p}:sync:counts        hash   drift_imported, drift_enforced, passes, removed, held
     {p}:sync:last         string the summary of the last finished pass (JSON)
     {p}:sync:error        string why the last pass stopped, until one finishes
     {p}:sync:held         hash   "{k}:{id}" -> removal held back by the threshold (JSON)
@@ -176,7 +176,7 @@ class ImportStore:
                     model.dirty_key,
                     model.pending_key,
                     self._keys_index(kind),
-                    self.key("sync:stats"),
+                    self.key("sync:counts"),
                 ],
                 args=[
                     obs.id,
@@ -229,7 +229,7 @@ class ImportStore:
         pipe.delete(self.key("sync:run"), self.key("sync:seen:u"), self.key("sync:seen:g"))
         pipe.delete(self.key("sync:error"))
         pipe.set(self.key("sync:last"), json.dumps(summary))
-        pipe.hincrby(self.key("sync:stats"), "passes", 1)
+        pipe.hincrby(self.key("sync:counts"), "passes", 1)
         pipe.execute()
 
     def record_error(self, error: str) -> None:
@@ -247,7 +247,7 @@ class ImportStore:
 
     def count(self, name: str, by: int = 1) -> None:
         """Add to one of the import counters."""
-        self.redis.hincrby(self.key("sync:stats"), name, by)
+        self.redis.hincrby(self.key("sync:counts"), name, by)
 
     # The one pass that runs --------------------------------------------------------------------
     @staticmethod
@@ -313,7 +313,7 @@ class ImportStore:
     def status(self) -> dict[str, Any]:
         """Counters, the pass under way, the last pass and its error, held removals."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.key("sync:stats"))
+        pipe.hgetall(self.key("sync:counts"))
         pipe.hgetall(self.key("sync:run"))
         pipe.get(self.key("sync:last"))
         pipe.get(self.key("sync:error"))
