@@ -139,7 +139,7 @@ def run_sync(env: dict[str, str], *flags: str) -> tuple[float, dict[str, Any]]:
 def memory_delta(users: int) -> dict[str, Any]:
     """The delta pass in-process on the memory adapter, when the sql adapter has none."""
     from scim_bridge.adapters.memory import MemoryAdapter
-    from scim_bridge.workers.readmodel import ReadModel
+    from scim_bridge.store import Store
     from scim_bridge.workers.sync import Importer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,7 +157,7 @@ def memory_delta(users: int) -> dict[str, Any]:
                 )
                 for i in range(users)
             ]
-            importer = Importer(ReadModel(client, "sb"), adapter, namespace=uuid.uuid4())
+            importer = Importer(Store(client, "sb"), adapter, namespace=uuid.uuid4())
             importer.full_pass()
             importer.delta_pass()
             for key in keys[:: max(1, users // 100)][:100]:

@@ -142,8 +142,8 @@ def run_sync(args: argparse.Namespace, runtime: Any) -> int:
 
 def run_accounts(args: argparse.Namespace, runtime: Any) -> int:
     """The ``accounts`` command: records by origin, with counts."""
+    from scim_bridge.store import Kind
     from scim_bridge.store.imports import ImportStore
-    from scim_bridge.workers.readmodel import Kind
 
     imports = ImportStore(runtime.store)
     listing: dict[str, list[dict[str, Any]]] = {}

@@ -26,15 +26,13 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from scim_bridge.workers.readmodel import (
-    Kind,
-    ReadModel,
-    lookup_values,
-    unique_values,
-)
+from scim_bridge.store.keys import Kind, ref
+from scim_bridge.store.model import lookup_values, member_ids, unique_values
+
+if TYPE_CHECKING:
+    from scim_bridge.store.store import Store
 
 # Take the pass lock, or take it over from a process of this host that died holding it.
 _LOCK = """
@@ -87,32 +85,32 @@ def _dumps(doc: Mapping[str, Any]) -> str:
 
 
 class ImportStore:
-    """Typed access to the import keys, on top of a :class:`ReadModel`."""
+    """Typed access to the import keys, on top of the :class:`Store`."""
 
-    def __init__(self, model: ReadModel) -> None:
+    def __init__(self, model: Store) -> None:
         self.model = model
         self.redis = model.redis
-        self.prefix = model.prefix
-        script = resources.files("scim_bridge.store").joinpath("observe.lua").read_text()
-        self._observe = self.redis.register_script(script)
+        self.keys = model.keys
+        self.prefix = model.keys.prefix
+        self._observe = model.scripts["observe"]
         self._lock = self.redis.register_script(_LOCK)
         self._unlock = self.redis.register_script(_UNLOCK)
 
     def key(self, name: str) -> str:
         """The key of one of the import's own structures (``sync:run``, ...)."""
-        return f"{self.prefix}:{name}"
+        return self.keys.sync(name)
 
     def _keys_index(self, kind: Kind) -> str:
-        return f"{self.prefix}:{kind}:keys"
+        return self.keys.legacy_keys(kind)
 
     # Reading before writing ----------------------------------------------------------------
     def stored(self, kind: Kind, ids: Sequence[str]) -> list[Stored]:
         """The stored state of ``ids`` (one round trip)."""
         pipe = self.redis.pipeline(transaction=False)
         for rid in ids:
-            pipe.hmget(f"{self.prefix}:{kind}:{rid}", _FIELDS)
+            pipe.hmget(self.keys.resource(kind, rid), _FIELDS)
         if ids:
-            pipe.zmscore(self.model.dirty_key, [self.model.member(kind, rid) for rid in ids])
+            pipe.zmscore(self.keys.dirty, [ref(kind, rid) for rid in ids])
         replies = pipe.execute() if ids else []
         dirty = replies[-1] if ids else []
         found = []
@@ -153,28 +151,34 @@ class ImportStore:
         for obs in observations:
             kind = obs.kind
             old_unique, new_unique = unique_values(kind, obs.previous), unique_values(kind, obs.doc)
+            keys = self.keys
             claims = [
-                [f"{self.prefix}:{kind}:ix:{a}", v]
+                [keys.unique_index(kind, a), v]
                 for a, v in new_unique.items()
                 if old_unique.get(a) != v
             ]
             releases = [
-                [f"{self.prefix}:{kind}:ix:{a}", v]
+                [keys.unique_index(kind, a), v]
                 for a, v in old_unique.items()
                 if new_unique.get(a) != v
             ]
             old_multi = lookup_values(model.lookups[kind], obs.previous)
             new_multi = lookup_values(model.lookups[kind], obs.doc)
-            adds = [f"{self.prefix}:{kind}:mv:{a}:{v}" for a, v in new_multi - old_multi]
-            removes = [f"{self.prefix}:{kind}:mv:{a}:{v}" for a, v in old_multi - new_multi]
+            adds = [keys.lookup(kind, a, v) for a, v in new_multi - old_multi]
+            removes = [keys.lookup(kind, a, v) for a, v in old_multi - new_multi]
+            if kind is Kind.GROUP and obs.mode == "import":
+                # The groups each user is in (the store's index of desired memberships).
+                old_members, new_members = set(member_ids(obs.previous)), set(member_ids(obs.doc))
+                adds += [keys.groups_of(u) for u in new_members - old_members]
+                removes += [keys.groups_of(u) for u in old_members - new_members]
             self._observe(
                 keys=[
-                    f"{self.prefix}:{kind}:{obs.id}",
-                    f"{self.prefix}:{kind}:order",
-                    f"{self.prefix}:{kind}:mod",
-                    f"{self.prefix}:seq",
-                    model.dirty_key,
-                    model.pending_key,
+                    keys.resource(kind, obs.id),
+                    keys.order(kind),
+                    keys.modified(kind),
+                    keys.sequence,
+                    keys.dirty,
+                    keys.pending,
                     self._keys_index(kind),
                     self.key("sync:counts"),
                 ],
@@ -190,7 +194,7 @@ class ImportStore:
                     json.dumps(releases),
                     json.dumps(adds),
                     json.dumps(removes),
-                    model.member(kind, obs.id),
+                    ref(kind, obs.id),
                     repr(now),
                     obs.origin,
                 ],
@@ -219,7 +223,7 @@ class ImportStore:
         """Ids in the read model the pass did not list."""
         found = cast(
             list[bytes],
-            self.redis.zdiff([f"{self.prefix}:{kind}:order", self.key(f"sync:seen:{kind}")]),
+            self.redis.zdiff([self.keys.order(kind), self.key(f"sync:seen:{kind}")]),
         )
         return [i.decode() for i in found]
 
@@ -339,7 +343,7 @@ class ImportStore:
         for ids in self.model.iter_ids(kind, batch):
             pipe = self.redis.pipeline(transaction=False)
             for rid in ids:
-                pipe.hmget(f"{self.prefix}:{kind}:{rid}", ("org", "iv", "v", "doc"))
+                pipe.hmget(self.keys.resource(kind, rid), ("org", "iv", "v", "doc"))
             for rid, (org, iv, v, doc) in zip(ids, pipe.execute(), strict=True):
                 origin = org.decode() if org else "okta"
                 if origin == "imported" and iv != v:

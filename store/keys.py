@@ -11,6 +11,9 @@
     {p}:g:of:{user id}      set    groups whose desired members include the user
     {p}:seq                 string creation sequence
     {p}:capabilities        string the adapter's Okta provisioning functions (JSON list)
+    imports (store/imports.py lists them)
+    {p}:{k}:keys            hash   legacy key -> id, kept by imports
+    {p}:sync:*              the import passes' checkpoint, locks, counters, held removals
     the work queue and outcomes
     {p}:dirty               zset   ref -> last time a task was published for it
     {p}:pending             zset   ref -> when its unfinished change began
@@ -145,6 +148,14 @@ class Keys:
     def groups_of(self, user_id: str) -> str:
         """Groups whose desired members include a user."""
         return f"{self.prefix}:{Kind.GROUP}:of:{user_id}"
+
+    def legacy_keys(self, kind: Kind) -> str:
+        """Legacy key -> id, as imports saw them."""
+        return f"{self.prefix}:{kind}:keys"
+
+    def sync(self, name: str) -> str:
+        """One of the imports' own keys (``run``, ``lock``, ``counts``...: store/imports.py)."""
+        return f"{self.prefix}:sync:{name.removeprefix('sync:')}"
 
     @property
     def sequence(self) -> str:

@@ -13,6 +13,7 @@ from redis.retry import Retry
 
 from scim_bridge.store.deadletters import DeadLetterStore
 from scim_bridge.store.fleet import FleetStore
+from scim_bridge.store.imports import ImportStore
 from scim_bridge.store.keys import Keys, Kind, parse_ref
 from scim_bridge.store.model import DEFAULT_LOOKUPS
 from scim_bridge.store.resources import ResourceStore
@@ -49,6 +50,8 @@ class Status:
     workers: dict[str, int]
     queue_length: int
     unacknowledged: int
+    imports: dict[str, Any]
+    """Drift counters, the import pass under way, the last one and its error, held removals."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -93,6 +96,7 @@ class Store(ResourceStore, WorkStore, DeadLetterStore, FleetStore):
             workers=self.live_workers(),
             queue_length=self.queue_length(),
             unacknowledged=self.unacknowledged(),
+            imports=ImportStore(self).status(),
         )
 
     def clear_data(self) -> None:

@@ -14,9 +14,9 @@ import pytest
 from scim_bridge.adapters.errors import TransientError
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.api.app import create_app
+from scim_bridge.store import Kind
 from scim_bridge.store.imports import ImportStore
 from scim_bridge.workers.identity import derived_id
-from scim_bridge.workers.readmodel import Kind
 from scim_bridge.workers.sync import Importer
 from tests.conftest import TOKEN, wait_until
 from tests.test_users import USERS, user_body
@@ -80,9 +80,7 @@ def test_ids_are_the_same_after_the_read_model_is_wiped_and_rebuilt(client, lega
     wait_until(lambda: store.backlog() == 0)
     importer(store, legacy.adapter).full_pass()
     before = {u["userName"]: u["id"] for u in client.simulate_get(USERS).json["Resources"]}
-    keys = list(store.redis.scan_iter(match=f"{store.prefix}:[ug]*"))
-    keys += list(store.redis.scan_iter(match=f"{store.prefix}:sync*"))
-    store.redis.delete(*keys)
+    store.clear_data()  # Redis wiped
     assert client.simulate_get(USERS).json["totalResults"] == 0
     importer(store, legacy.adapter).full_pass()
     after = {u["userName"]: u["id"] for u in client.simulate_get(USERS).json["Resources"]}
@@ -354,12 +352,12 @@ def test_the_full_and_delta_import_tasks_run_on_the_worker_in_slices(
 def test_a_pass_that_loses_redis_is_rebuilt_by_the_next_one(tmp_path, legacy):
     import redis as redis_client
 
-    from scim_bridge.workers.readmodel import ReadModel
+    from scim_bridge.store import Store
     from tests.conftest import RedisServer
 
     server = RedisServer(tmp_path)
     try:
-        model = ReadModel(redis_client.Redis(port=server.port), "lost")
+        model = Store(redis_client.Redis(port=server.port), "lost")
 
         class LosesRedis(MemoryAdapter):
             pages = 0

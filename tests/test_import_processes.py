@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from scim_bridge.store import Kind
 from scim_bridge.workers.identity import derived_id
-from scim_bridge.workers.readmodel import Kind
 from scim_bridge.workers.settings import Settings
 from tests.conftest import free_port, wait_until
 from tests.legacy_rows import prefill

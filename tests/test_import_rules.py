@@ -10,12 +10,12 @@ import pytest
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.adapters.port import Capability, LegacyRecord
 from scim_bridge.api.cli import main
+from scim_bridge.store import Kind
 from scim_bridge.store.imports import Stored
 from scim_bridge.workers.capabilities import advertised_functions
 from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.identity import derived_id, resource_id
 from scim_bridge.workers.observe import decide, document
-from scim_bridge.workers.readmodel import Kind
 from scim_bridge.workers.settings import SettingsError, load_settings
 from scim_bridge.workers.sync import Importer
 from tests.conftest import make_settings

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 
 from scim_bridge.adapters.port import LegacyRecord
-from scim_bridge.workers.readmodel import Kind
+from scim_bridge.store import Kind
 
 
 def derived_id(namespace: uuid.UUID, kind: Kind, legacy_key: str) -> str:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scim_bridge.adapters.port import LegacyRecord
+from scim_bridge.store import Kind
 from scim_bridge.store.imports import Stored
-from scim_bridge.workers.readmodel import Kind
 
 CORE_SCHEMA = {
     Kind.USER: "urn:ietf:params:scim:schemas:core:2.0:User",

@@ -19,10 +19,10 @@ from typing import Any
 
 from scim_bridge.adapters.errors import AdapterError
 from scim_bridge.adapters.port import Deadline, LegacyAdapter, LegacyRecord
+from scim_bridge.store import Kind, Store, now_iso, parse_ref, ref
 from scim_bridge.store.imports import ImportStore, Observation
 from scim_bridge.workers.identity import resource_id
 from scim_bridge.workers.observe import decide, document, malformed
-from scim_bridge.workers.readmodel import Kind, ReadModel, now_iso
 
 log = logging.getLogger("scim_bridge.sync")
 
@@ -78,7 +78,7 @@ class Importer:
 
     def __init__(
         self,
-        store: ReadModel,
+        store: Store,
         adapter: LegacyAdapter,
         *,
         namespace: uuid.UUID,
@@ -350,7 +350,7 @@ class Importer:
                 if stored.legacy_key is None or stored.pending or stored.version == 0:
                     continue
                 label_attr = "userName" if kind is Kind.USER else "displayName"
-                doomed[self.model.member(kind, stored.id)] = {
+                doomed[ref(kind, stored.id)] = {
                     "kind": kind.resource_type,
                     "id": stored.id,
                     "key": stored.legacy_key,
@@ -374,7 +374,7 @@ class Importer:
                 result.removed += 1
 
     def _remove(self, member: str) -> bool:
-        kind, rid = self.model.parse_member(member)
+        kind, rid = parse_ref(member)
         snap = self.model.snapshot(kind, rid)
         if not snap.exists or snap.state == "pending" or snap.deleted:
             return False
@@ -388,7 +388,7 @@ class Importer:
         """Apply the held removals whose records are still gone from the application."""
         removed = 0
         for member, entry in self.imports.held().items():
-            kind, _ = self.model.parse_member(member)
+            kind, _ = parse_ref(member)
             deadline = Deadline.after(self.deadline_s)
             get = self.adapter.get_user if kind is Kind.USER else self.adapter.get_group
             if get(str(entry["key"]), deadline=deadline) is None and self._remove(member):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from scim_bridge.store import Kind
 from scim_bridge.workers.guard import GuardedAdapter
-from scim_bridge.workers.readmodel import Kind
 from scim_bridge.workers.sync import Importer
 from scim_bridge.workers.tasks import RECONCILE
 
