@@ -3,7 +3,7 @@
 Keys (``{p}`` is the prefix, ``{k}`` is ``u`` or ``g``), beside the read model's own::
 
     {p}:{k}:keys          hash   legacy key -> id (group members are listed by legacy key)
-    {p}:{k}:{id}          hash   the read model's fields, plus org (okta|imported|linked: who
+    {p}:{k}:r:{id}        hash   the resource's fields (store/keys.py), plus org (okta|imported|linked: who
                                  made the record) and iv (the version an import last wrote)
     {p}:sync:run          hash   the checkpoint of the full pass under way (phase, cursor, counts)
     {p}:sync:seen:{k}     zset   ids listed by the pass under way (what is absent was removed)
