@@ -3,13 +3,13 @@
 Keys (``{p}`` is the prefix, ``{k}`` is ``u`` or ``g``), beside the read model's own::
 
     {p}:{k}:keys          hash   legacy key -> id (group members are listed by legacy key)
-    {p}:{k}:r:{id}        hash   the resource's fields (store/keys.py), plus org (okta|imported|linked: who
-                                 made the record) and iv (the version an import last wrote)
+    {p}:{k}:r:{id}        hash   the resource's fields (store/keys.py), plus org (who made it:
+                                 okta|imported|linked) and iv (the version an import last wrote)
     {p}:sync:run          hash   the checkpoint of the full pass under way (phase, cursor, counts)
     {p}:sync:seen:{k}     zset   ids listed by the pass under way (what is absent was removed)
     {p}:sync:lock         string the one full pass that runs ("host:pid:token", expires)
     {p}:sync:delta-lock   string the one delta pass that runs
-    {p}:sync:counts        hash   drift_imported, drift_enforced, passes, removed, held
+    {p}:sync:counts       hash   drift_imported, drift_enforced, passes, removed, held
     {p}:sync:last         string the summary of the last finished pass (JSON)
     {p}:sync:error        string why the last pass stopped, until one finishes
     {p}:sync:held         hash   "{k}:{id}" -> removal held back by the threshold (JSON)
