@@ -219,13 +219,18 @@ class ImportStore:
         if members:
             self.redis.zadd(self.key(f"sync:seen:{kind}"), members)
 
-    def unseen(self, kind: Kind) -> list[str]:
-        """Ids in the read model the pass did not list."""
-        found = cast(
-            list[bytes],
-            self.redis.zdiff([self.keys.order(kind), self.key(f"sync:seen:{kind}")]),
-        )
-        return [i.decode() for i in found]
+    def unseen(self, kind: Kind, batch: int = 1000) -> list[str]:
+        """Ids in the read model the pass did not list.
+
+        In batches (not one ZDIFF): with a million resources a single command would hold Redis,
+        and every read waiting on it, for seconds.
+        """
+        seen = self.key(f"sync:seen:{kind}")
+        missing: list[str] = []
+        for ids in self.model.iter_ids(kind, batch):
+            scores = self.redis.zmscore(seen, ids)
+            missing += [rid for rid, score in zip(ids, scores, strict=True) if score is None]
+        return missing
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """Close the pass: forget its checkpoint and seen sets, keep its summary."""
