@@ -235,7 +235,8 @@ class ImportStore:
     def finish(self, summary: Mapping[str, Any]) -> None:
         """Close the pass: forget its checkpoint and seen sets, keep its summary."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.key("sync:run"), self.key("sync:seen:u"), self.key("sync:seen:g"))
+        # UNLINK: a seen set of a million ids is freed in the background, not while reads wait.
+        pipe.unlink(self.key("sync:run"), self.key("sync:seen:u"), self.key("sync:seen:g"))
         pipe.delete(self.key("sync:error"))
         pipe.set(self.key("sync:last"), json.dumps(summary))
         pipe.hincrby(self.key("sync:counts"), "passes", 1)
