@@ -19,10 +19,11 @@ from typing import Any
 
 from scim_bridge.adapters.errors import AdapterError
 from scim_bridge.adapters.port import Deadline, LegacyAdapter, LegacyRecord
-from scim_bridge.store import Kind, Store, now_iso, parse_ref, ref
+from scim_bridge.store import Kind, Store, now_iso
 from scim_bridge.store.imports import ImportStore, Observation
 from scim_bridge.workers.identity import resource_id
 from scim_bridge.workers.observe import decide, document, malformed
+from scim_bridge.workers.removals import Removals
 
 log = logging.getLogger("scim_bridge.sync")
 
@@ -101,6 +102,13 @@ class Importer:
         self.lock_ttl_s = lock_ttl_s
         self.publish = publish
         self.max_rate = max_rate
+        self.removals = Removals(
+            store, self.imports, adapter, max_removals=max_removals, deadline_s=deadline_s
+        )
+
+    def confirm_removals(self) -> int:
+        """Apply the held removals whose records are still gone from the application."""
+        return self.removals.confirm()
 
     # Full pass --------------------------------------------------------------------------------
     def full_pass(
@@ -167,7 +175,7 @@ class Importer:
                 if budget_s is not None and time.monotonic() - started > budget_s:
                     result.elapsed_s = time.monotonic() - started
                     return result
-            self._removals(result)
+            self.removals.after_pass(result)
             summary = {**result.to_dict(), "status": "done", "finished_at": now_iso()}
             summary["started_at"] = point.get("started_at")
             self.imports.finish(summary)
@@ -338,63 +346,6 @@ class Importer:
             g.key: [known[str(k)] for k in g.document.get("members") or () if str(k) in known]
             for _, g in groups
         }
-
-    # Removals -----------------------------------------------------------------------------------
-    def _removals(self, result: PassResult) -> None:
-        """Remove what the pass did not list, unless that is more than the threshold."""
-        doomed: dict[str, dict[str, Any]] = {}
-        for kind in (Kind.USER, Kind.GROUP):
-            unseen = self.imports.unseen(kind)
-            for stored in self.imports.stored(kind, unseen):
-                # Only records the application held: an Okta create not applied yet stays.
-                if stored.legacy_key is None or stored.pending or stored.version == 0:
-                    continue
-                label_attr = "userName" if kind is Kind.USER else "displayName"
-                doomed[ref(kind, stored.id)] = {
-                    "kind": kind.resource_type,
-                    "id": stored.id,
-                    "key": stored.legacy_key,
-                    "name": (stored.desired or {}).get(label_attr),
-                }
-        if len(doomed) > self.max_removals:
-            self.imports.hold(doomed)
-            self.imports.count("removals_held_passes")
-            result.removals_held = len(doomed)
-            log.error(
-                "%d records disappeared from the application, more than "
-                "SCIM_BRIDGE_SYNC_MAX_REMOVALS (%d): none removed; review them with "
-                "`scim-bridge sync --pending-removals`",
-                len(doomed),
-                self.max_removals,
-            )
-            return
-        self.imports.hold({})
-        for member in doomed:
-            if self._remove(member):
-                result.removed += 1
-
-    def _remove(self, member: str) -> bool:
-        kind, rid = parse_ref(member)
-        snap = self.model.snapshot(kind, rid)
-        if not snap.exists or snap.state == "pending" or snap.deleted:
-            return False
-        if self.model.purge(kind, rid, snap):
-            self.imports.forget_key(kind, snap.legacy_key)
-            self.imports.count("removed")
-            return True
-        return False
-
-    def confirm_removals(self) -> int:
-        """Apply the held removals whose records are still gone from the application."""
-        removed = 0
-        for member, entry in self.imports.held().items():
-            kind, _ = parse_ref(member)
-            deadline = Deadline.after(self.deadline_s)
-            get = self.adapter.get_user if kind is Kind.USER else self.adapter.get_group
-            if get(str(entry["key"]), deadline=deadline) is None and self._remove(member):
-                removed += 1
-            self.imports.release_held(member)
-        return removed
 
 
 def _is_redis_error(exc: Exception) -> bool:
