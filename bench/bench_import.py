@@ -236,6 +236,7 @@ def reads(
         "during_p99_ms": during["p99_ms"],
         "import_ran_throughout": still_running,
         "pct": round(100 * during["rps"] / idle["rps"], 1),
+        "clients": clients,
         "errors": {"idle": idle["errors"], "during": during["errors"]},
     }
 
@@ -268,8 +269,31 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         lines.append(
             f"| {target['label']} | {target['op']} {target['value']} | {shown} | {holds} |"
         )
+    delta = report["details"].get("delta", {})
+    lines += [
+        "",
+        f"The delta pass was measured on the {delta.get('adapter', '?')} adapter"
+        + (
+            " (the sql adapter has no `changes_since` yet)."
+            if "memory" in str(delta.get("adapter"))
+            else "."
+        ),
+        "Reads: GET /scim/v2/Users/{id} for random imported ids, "
+        f"{report['details'].get('reads', {}).get('clients', '?')} clients, 2 gunicorn workers; "
+        "the import during the second measurement runs at the default "
+        "SCIM_BRIDGE_SYNC_MAX_RATE.",
+        *report.get("notes", []),
+    ]
     lines += ["", "Details:", "", "```json", json.dumps(report["details"], indent=2), "```", ""]
     path.write_text("\n".join(lines))
+
+
+def rewrite_markdown(out: Path, notes: list[str]) -> None:
+    """Re-render RESULTS-import.md from results-import.json, with notes added."""
+    report = json.loads((out / "results-import.json").read_text())
+    report["notes"] = notes
+    (out / "results-import.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(out / "RESULTS-import.md", report)
 
 
 def main(argv: list[str] | None = None) -> int:
