@@ -126,3 +126,26 @@ def test_dev_imports_what_its_database_holds_and_an_okta_put_changes_the_row_in_
     finally:
         dev.send_signal(signal.SIGINT)
         dev.wait(60)
+
+
+def test_a_delta_import_from_the_sql_adapter_sees_rows_the_application_changed(
+    tmp_path, legacy, store
+):
+    from scim_bridge.adapters.sql import SqlAdapter
+    from scim_bridge.workers.sync import Importer
+    from tests.legacy_rows import touch
+
+    database = tmp_path / "legacy.db"
+    prefill(database, 50)
+    adapter = SqlAdapter.from_options({"url": f"sqlite:///{database}"})
+    try:
+        assert adapter.supports_delta
+        sync = Importer(store, adapter, namespace=uuid.uuid4(), page_size=20)
+        assert sync.full_pass().tally.created == 50
+        touch(database, [3, 17, 42], "changed in the application")
+        delta = sync.delta_pass()
+        assert delta.tally.updated == 3 and delta.tally.created == 0
+        rid = derived_id(sync.namespace, Kind.USER, "17")
+        assert store.snapshot(Kind.USER, rid).desired["displayName"] == "changed in the application"
+    finally:
+        adapter.close()
