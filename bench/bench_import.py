@@ -340,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
             details["second_pass_unchanged"] = {"wall_s": round(wall2, 2), "tally": again["tally"]}
             from scim_bridge.adapters.sql import SqlAdapter
 
-            if SqlAdapter.changes_since is not SqlAdapter.__mro__[1].changes_since:
+            from scim_bridge.adapters.port import LegacyAdapter
+
+            if SqlAdapter.changes_since is not LegacyAdapter.changes_since:
                 details["delta"] = sql_delta(env, database, args.users)
             else:
                 details["delta"] = memory_delta(args.users)
