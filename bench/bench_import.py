@@ -338,9 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             wall2, again = run_sync(env)
             details["second_pass_unchanged"] = {"wall_s": round(wall2, 2), "tally": again["tally"]}
-            from scim_bridge.adapters.sql import SqlAdapter
-
             from scim_bridge.adapters.port import LegacyAdapter
+            from scim_bridge.adapters.sql import SqlAdapter
 
             if SqlAdapter.changes_since is not LegacyAdapter.changes_since:
                 details["delta"] = sql_delta(env, database, args.users)
