@@ -18,7 +18,7 @@ from scim_bridge.store import Kind
 from scim_bridge.store.imports import ImportStore
 from scim_bridge.workers.identity import derived_id
 from scim_bridge.workers.sync import Importer
-from tests.conftest import TOKEN, wait_until
+from tests.support import TOKEN, wait_until
 from tests.test_users import USERS, user_body
 
 NAMESPACE = uuid.UUID("2b7e5a57-93a1-4e4f-8d0c-4a8f1f0b7c11")
@@ -297,7 +297,7 @@ def test_duplicate_create_update_links_and_updates_the_imported_record(
 
 
 def test_a_pass_reports_its_progress_after_every_page(client, legacy, store):
-    from scim_bridge.api.cli_sync import _progress_printer
+    from scim_bridge.cli.sync import _progress_printer
 
     fill(legacy.adapter, 7)
     seen = []
@@ -353,7 +353,7 @@ def test_a_pass_that_loses_redis_is_rebuilt_by_the_next_one(tmp_path, legacy):
     import redis as redis_client
 
     from scim_bridge.store import Store
-    from tests.conftest import RedisServer
+    from tests.support import RedisServer
 
     server = RedisServer(tmp_path)
     try:

@@ -21,8 +21,8 @@ import redis
 from scim_bridge.store import Kind
 from scim_bridge.workers.identity import derived_id
 from scim_bridge.workers.settings import Settings
-from tests.conftest import free_port, wait_until
 from tests.legacy_rows import prefill
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).parent.parent
 
@@ -47,7 +47,7 @@ def test_a_sync_killed_mid_pass_and_restarted_loses_and_duplicates_nothing(redis
         SCIM_BRIDGE_SYNC_PAGE_SIZE="50",
         SCIM_BRIDGE_SIMULATE_LATENCY_S="0.05",
     )
-    command = [sys.executable, "-m", "scim_bridge.api.cli", "sync", "--json"]
+    command = [sys.executable, "-m", "scim_bridge.cli", "sync", "--json"]
     client = redis.Redis.from_url(redis_server.url)
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     try:
@@ -80,7 +80,7 @@ def test_dev_imports_what_its_database_holds_and_an_okta_put_changes_the_row_in_
     prefill(tmp_path / "scim-bridge-legacy.db", 30)
     port = free_port()
     dev = subprocess.Popen(
-        [sys.executable, "-m", "scim_bridge.api.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.PIPE,

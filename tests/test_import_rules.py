@@ -9,7 +9,7 @@ import pytest
 
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.adapters.port import Capability, LegacyRecord
-from scim_bridge.api.cli import main
+from scim_bridge.cli.main import main
 from scim_bridge.store import Kind
 from scim_bridge.store.imports import Stored
 from scim_bridge.workers.capabilities import advertised_functions
@@ -18,7 +18,7 @@ from scim_bridge.workers.identity import derived_id, resource_id
 from scim_bridge.workers.observe import decide, document
 from scim_bridge.workers.settings import SettingsError, load_settings
 from scim_bridge.workers.sync import Importer
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 NAMESPACE = uuid.UUID("0e1f2d3c-4b5a-4697-8a8b-9c0d1e2f3a4b")
 
