@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 
@@ -17,6 +18,7 @@ from scim_bridge.api.dialects import SCIM_1, SCIM_2
 from scim_bridge.api.discovery import Listed, ProviderConfig, resource_types, schema_documents
 from scim_bridge.api.health import Health, Metrics, Readiness
 from scim_bridge.api.origin import Origin
+from scim_bridge.api.http_metrics import RequestMetrics
 from scim_bridge.api.reads import ReadService
 from scim_bridge.api.resources import Collection, Endpoint, Item, RootSearch
 from scim_bridge.api.schemas import build_schemas
@@ -52,7 +54,10 @@ def create_app(
             "passwords are accepted but no key encrypts them: set SCIM_BRIDGE_PASSWORD_KEY or "
             "SCIM_BRIDGE_PASSWORD_KEY_FILE (or SCIM_BRIDGE_ACCEPT_PASSWORDS=false)"
         )
-    app = falcon.App(middleware=[Authenticator(settings)], cors_enable=False)
+    # The request clock starts first, so authentication is inside what it measures.
+    middleware: list[Any] = [RequestMetrics()] if settings.http_metrics else []
+    middleware.append(Authenticator(settings))
+    app = falcon.App(middleware=middleware, cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = "application/scim+json"
     errors.install(app)

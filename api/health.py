@@ -1,4 +1,5 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics: gauges read from Redis, and the counters and
+histograms of every api process (:mod:`scim_bridge.workers.metrics`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from scim_bridge.store import Store
 from scim_bridge.store.keys import QUEUE
+from scim_bridge.workers.metrics import exposition_collectors
 
 
 class Health:
@@ -66,6 +68,16 @@ class QueueCollector(Collector):
         workers = GaugeMetricFamily("scim_bridge_worker_capacity", "Concurrency of live workers")
         workers.add_metric([], float(sum(status.workers.values())))
         yield workers
+        alive = GaugeMetricFamily(
+            "scim_bridge_workers_alive", "Worker processes that announced themselves recently"
+        )
+        alive.add_metric([], float(len(status.workers)))
+        yield alive
+        memory = GaugeMetricFamily(
+            "scim_bridge_redis_used_memory_bytes", "Redis used_memory, as the connector sees it"
+        )
+        memory.add_metric([], float(status.redis_used_memory_bytes))
+        yield memory
         circuit = GaugeMetricFamily(
             "scim_bridge_circuit_state",
             "Legacy circuit breaker: 1 for the current state",
@@ -87,6 +99,8 @@ class Metrics:
     def __init__(self, store: Store) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(QueueCollector(store))
+        for collector in exposition_collectors():
+            self.registry.register(collector)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = CONTENT_TYPE_LATEST

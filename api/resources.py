@@ -246,6 +246,8 @@ class Item:
         if written.accepted_async:
             resp.status = falcon.HTTP_202
             resp.set_header("Preference-Applied", "respond-async")
+        if not written.confirmed:
+            resp.set_header("X-SCIM-Bridge-Sync", "pending")
 
 
 def _if_match(req: falcon.Request) -> Preconditions:

@@ -419,7 +419,8 @@ class WriteService:
             outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)
         if outcome is not None and outcome.status is OutcomeStatus.FAILED:
             refusal = f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}"
+            # The header tells a refusal by the legacy application from one by the connector.
             if outcome.scim_type == "uniqueness":
-                raise UniquenessException(detail=refusal)
-            raise ScimError(400, refusal, "invalidValue")
+                raise ScimError(409, refusal, "uniqueness", X_SCIM_Bridge_Sync="failed")
+            raise ScimError(400, refusal, "invalidValue", X_SCIM_Bridge_Sync="failed")
         return Written(rid, doc, version, confirmed=outcome is not None)

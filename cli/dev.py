@@ -71,8 +71,13 @@ def dev(port: int, data_dir: Path) -> None:
         "beat": [*me, "beat", "--schedule", str(data_dir / "celerybeat-schedule")],
         "api": [*me, "serve", "--port", str(port), "--workers", "2"],
     }
+    # One multiprocess directory per command: shared, each endpoint would serve both's counts.
+    envs = {
+        name: {**env, "PROMETHEUS_MULTIPROC_DIR": str((data_dir / f"metrics-{name}").resolve())}
+        for name in ("worker", "api")
+    }
     for name, argv in commands.items():
-        started.append((name, subprocess.Popen(argv, env=env)))
+        started.append((name, subprocess.Popen(argv, env=envs.get(name, env))))
     try:
         _wait_for_port(port, 30)
         _wait_for_worker(settings, 60)
@@ -89,7 +94,10 @@ def dev(port: int, data_dir: Path) -> None:
                     f"scim-bridge: {name} exited with {process.returncode}; restarting it",
                     file=sys.stderr,
                 )
-                started[index] = (name, subprocess.Popen(commands[name], env=env))
+                started[index] = (
+                    name,
+                    subprocess.Popen(commands[name], env=envs.get(name, env)),
+                )
             redis_process = next((p for n, p in started if n == "redis"), None)
             if redis_process is not None and redis_process.poll() is not None:
                 print("scim-bridge: redis-server stopped; stopping the rest", file=sys.stderr)
@@ -126,6 +134,12 @@ def _announce(port: int, settings: Settings) -> None:
         "",
         "scim-bridge is running",
         f"  SCIM 2.0 base URL : http://127.0.0.1:{port}/scim/v2/",
+        f"  api metrics       : http://127.0.0.1:{port}/metrics",
+        (
+            f"  worker metrics    : http://127.0.0.1:{settings.worker_metrics_port}/metrics"
+            if settings.worker_metrics_port
+            else "  worker metrics    : off (SCIM_BRIDGE_WORKER_METRICS_PORT=0)"
+        ),
         f"  Redis             : {settings.redis_url}",
         f"  legacy app (demo) : {settings.sql_url} ({settings.adapter} adapter)",
     ]

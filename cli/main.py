@@ -12,7 +12,7 @@ from scim_bridge.cli.dev import dev
 from scim_bridge.cli.dlq import dead_letters
 from scim_bridge.cli.serve import serve
 from scim_bridge.cli.status import operator_runtime, show_status
-from scim_bridge.cli.worker import beat, worker
+from scim_bridge.cli.worker import beat, flower, worker
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -46,6 +46,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_beat = commands.add_parser("beat", help="run Celery beat (the sweeper); exactly one")
     p_beat.add_argument("--schedule", default="celerybeat-schedule")
     p_beat.add_argument("--loglevel", default="INFO")
+    p_flower = commands.add_parser("flower", help="Celery's Flower against the same Redis")
+    p_flower.add_argument("--port", type=int, default=5555)
+    p_flower.add_argument("--address", default="127.0.0.1")
+    p_flower.add_argument(
+        "--task-events",
+        action="store_true",
+        help="ask every worker for task events while Flower runs (a publish per task state)",
+    )
+    p_flower.add_argument(
+        "flower_args", nargs=argparse.REMAINDER, help="after --: Flower's own options"
+    )
     from scim_bridge.check import main as check
 
     check.add_arguments(commands.add_parser("check", help=check.HELP, description=check.HELP))
@@ -82,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         worker(args.concurrency, args.loglevel)
     elif args.command == "beat":
         beat(args.schedule, args.loglevel)
+    elif args.command == "flower":
+        flower(args.port, args.address, args.task_events, [a for a in args.flower_args if a != "--"])
     elif args.command == "status":
         show_status(args.json)
     elif args.command == "dlq":

@@ -32,8 +32,12 @@ def serve(
     """
     from gunicorn.app.base import BaseApplication
 
+    from scim_bridge.workers.metrics import command_directory, process_exited
+
     settings = settings_or_exit()
     require_password_key(settings)
+    # Before anything imports prometheus-client: the gunicorn workers inherit the directory.
+    command_directory("api")
     path = config or shipped_config()
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -49,6 +53,8 @@ def serve(
                 self.cfg.set("workers", workers)
             if threads:
                 self.cfg.set("threads", threads)
+            # A recycled worker's live gauges leave the sum; its counters stay in it.
+            self.cfg.set("child_exit", lambda _arbiter, child: process_exited(child.pid))
 
         def load(self) -> Any:
             from scim_bridge.api.app import get_app

@@ -43,6 +43,7 @@ def show_status(as_json: bool) -> None:
             f"{current.queue_length} waiting, {current.unacknowledged} unacknowledged",
         ),
         *import_rows(current.imports),
+        ("Redis used memory", f"{current.redis_used_memory_bytes / 2**20:.1f} MiB"),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

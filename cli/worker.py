@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from collections.abc import Sequence
 
 from scim_bridge.cli.common import require_password_key, settings_or_exit
 
@@ -34,8 +36,17 @@ def worker(concurrency: int | None, loglevel: str) -> None:
     """A Celery worker consuming reconcile tasks."""
     settings = settings_or_exit()
     require_password_key(settings)
+    from scim_bridge.store import Kind
     from scim_bridge.workers.celery_app import create_celery
+    from scim_bridge.workers.metrics import command_directory, show_worker_series
 
+    # Before the pool forks: every pool process records into this command's directory.
+    command_directory("worker")
+    show_worker_series(kind.resource_type for kind in Kind)
+    if settings.worker_metrics_port:
+        from scim_bridge.workers.metrics_endpoint import WorkerMetricsServer
+
+        WorkerMetricsServer(settings.worker_metrics_port).connect_pool_signals()
     if settings.adapter == "sql":
         from scim_bridge.adapters.sql.commands import refuse_broken_mapping
 
@@ -55,3 +66,17 @@ def beat(schedule: str, loglevel: str) -> None:
 
     app = create_celery(settings)
     raise SystemExit(app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"]) or 0)
+
+
+def flower(port: int, address: str, task_events: bool, extra: Sequence[str]) -> None:
+    """Flower against the configured Redis (task events only with ``--task-events``)."""
+    from scim_bridge.workers.flower import FlowerMissing, run_flower
+
+    try:
+        code = run_flower(
+            settings_or_exit(), port=port, address=address, task_events=task_events, extra=extra
+        )
+    except FlowerMissing as exc:
+        print(f"scim-bridge: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)

@@ -83,12 +83,16 @@ class FleetStore(Area):
         )
         return verdict, detail
 
-    def breaker_result(self, success: bool, failure_threshold: int) -> None:
-        """Fold one call's result into the breaker."""
-        self.scripts["breaker_result"](
-            keys=[self.keys.legacy_breaker],
-            args=["success" if success else "failure", failure_threshold],
+    def breaker_result(self, success: bool, failure_threshold: int) -> tuple[str, str]:
+        """Fold one call's result into the breaker: the state it is in now, and was in before."""
+        entered, left = (
+            part.decode()
+            for part in self.scripts["breaker_result"](
+                keys=[self.keys.legacy_breaker],
+                args=["success" if success else "failure", failure_threshold],
+            )
         )
+        return entered, left
 
     def breaker(self) -> BreakerState:
         """The breaker's state."""

@@ -52,6 +52,7 @@ class Status:
     unacknowledged: int
     imports: dict[str, Any]
     """Drift counters, the import pass under way, the last one and its error, held removals."""
+    redis_used_memory_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -97,6 +98,7 @@ class Store(ResourceStore, WorkStore, DeadLetterStore, FleetStore):
             queue_length=self.queue_length(),
             unacknowledged=self.unacknowledged(),
             imports=ImportStore(self).status(),
+            redis_used_memory_bytes=int(self.redis.info("memory")["used_memory"]),
         )
 
     def clear_data(self) -> None:

@@ -9,6 +9,9 @@ alone by all workers at once.
   (Redis server time). A holder that dies frees its slot when the lease runs out.
 - The **breaker** opens after ``failure_threshold`` consecutive transient failures, fails
   calls fast while open, lets one probe through after ``open_s``, and closes when it succeeds.
+
+Every call that reaches the legacy application is timed here (operation and outcome), and every
+breaker state change this process causes is counted: the guard is the one place all calls pass.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from scim_bridge.adapters.errors import TransientError
+from scim_bridge.adapters.errors import ConflictError, PermanentError, TransientError
 from scim_bridge.adapters.port import Deadline, LegacyAdapter
 from scim_bridge.adapters.wrapper import AdapterWrapper
 from scim_bridge.store.fleet import BreakerState, FleetStore
+from scim_bridge.workers.metrics import metrics
 
 T = TypeVar("T")
 
@@ -65,21 +69,45 @@ class LegacyGuard:
                 f"circuit open: the legacy application kept failing; next probe in {wait_s:.0f} s",
                 wait_s,
             )
+        if verdict == "probe":
+            metrics().breaker_transitions.labels("half_open").inc()
         token = self._take_slot(operation, deadline)
+        started = time.monotonic()
         try:
             result = function()
-        except TransientError:
-            self.store.breaker_result(False, self.failure_threshold)
+        except TransientError as exc:
+            self._observe(operation, started, _transient_outcome(exc, deadline))
+            self._record(success=False)
             raise
-        except Exception:
-            # A refusal is an answer: the application is up. Other errors are the caller's.
-            self.store.breaker_result(True, self.failure_threshold)
+        except Exception as exc:
+            # A refusal is an answer: the application is up. Other errors are the caller's (an
+            # adapter bug is retried like a transient failure, and timed as one).
+            if isinstance(exc, ConflictError):
+                outcome = "conflict"
+            elif isinstance(exc, PermanentError):
+                outcome = "permanent"
+            else:
+                outcome = "transient"
+            self._observe(operation, started, outcome)
+            self._record(success=True)
             raise
         finally:
             if token is not None:
                 self.store.free_slot(token)
-        self.store.breaker_result(True, self.failure_threshold)
+        self._observe(operation, started, "ok")
+        self._record(success=True)
         return result
+
+    def _record(self, *, success: bool) -> None:
+        """Feed one call's result to the breaker; count the state change it caused, if any."""
+        entered, left = self.store.breaker_result(success, self.failure_threshold)
+        if entered != left:
+            metrics().breaker_transitions.labels(entered).inc()
+
+    @staticmethod
+    def _observe(operation: str, started: float, outcome: str) -> None:
+        elapsed = time.monotonic() - started
+        metrics().legacy_call_duration.labels(operation, outcome).observe(elapsed)
 
     def _take_slot(self, operation: str, deadline: Deadline) -> str | None:
         if self.max_concurrency <= 0:
@@ -104,6 +132,13 @@ class LegacyGuard:
     def breaker(self) -> BreakerState:
         """The breaker's state."""
         return self.store.breaker()
+
+
+def _transient_outcome(exc: TransientError, deadline: Deadline) -> str:
+    """``timeout`` when the call ran out of time, else ``transient`` (refused connection, 503)."""
+    if deadline.expired() or isinstance(exc.__cause__, TimeoutError):
+        return "timeout"
+    return "transient"
 
 
 class GuardedAdapter(AdapterWrapper):

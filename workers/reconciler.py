@@ -31,6 +31,7 @@ from scim_bridge.store import (
 )
 from scim_bridge.store.model import member_ids
 from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
+from scim_bridge.workers.metrics import metrics
 from scim_bridge.workers.passwords import PasswordVault, hash_password, password_matches
 
 log = logging.getLogger("scim_bridge.reconcile")
@@ -364,6 +365,7 @@ class Reconciler:
             },
         )
         self.store.record_error(snap.kind, snap.id, exc.message)
+        metrics().dead_lettered.labels(snap.kind.resource_type).inc()
         again = False
         try:
             if snap.applied is None and snap.legacy_key is None:

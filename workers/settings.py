@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(4, ge=1)
     task_events: bool = False
     """Celery task events, for Flower; they cost a publish per task state change."""
+    worker_metrics_port: int = Field(9464, ge=0, le=65535)
+    """Where each ``scim-bridge worker`` serves its Prometheus metrics (0: not served)."""
+    http_metrics: bool = True
+    """Count and time every api request (the benchmark turns it off to measure its cost)."""
     log_level: str = "INFO"
 
     @classmethod

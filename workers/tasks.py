@@ -10,8 +10,11 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from scim_bridge.adapters.errors import AdapterError
 from scim_bridge.store import Kind
 from scim_bridge.store.keys import QUEUE
+from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
+from scim_bridge.workers.metrics import metrics
 from scim_bridge.workers.reconciler import RetryLater
 
 if TYPE_CHECKING:
@@ -33,6 +36,22 @@ def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def retry_cause(exc: RetryLater) -> str:
+    """Why a reconciliation waits: the legacy application failed, or it was not even tried."""
+    if isinstance(exc.__cause__, CircuitOpen):
+        return "circuit_open"
+    if isinstance(exc.__cause__, LegacyBusy):
+        return "busy"
+    if exc.__cause__ is not None and not isinstance(exc.__cause__, AdapterError):
+        return "adapter_bug"
+    return "transient"
+
+
+def _observe(kind: Kind, result: str, started: float) -> None:
+    elapsed = time.monotonic() - started
+    metrics().reconcile_duration.labels(kind.resource_type, result).observe(elapsed)
+
+
 def register_tasks(app: Celery, runtime: Runtime) -> None:
     """Register scim-bridge's tasks on ``app``; they use ``runtime``'s collaborators."""
     settings = runtime.settings
@@ -42,6 +61,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
     def reconcile(self: Task[Any, Any], kind: str, rid: str) -> str:
         """Reconcile one resource with the legacy application."""
         resource_kind = Kind(kind)
+        started = time.monotonic()
         try:
             try:
                 result = runtime.reconciler.reconcile(resource_kind, rid)
@@ -67,7 +87,10 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
                 runtime.reconciler.give_up(
                     resource_kind, rid, f"{exc.reason} (gave up after {failures} attempts)"
                 )
+                _observe(resource_kind, "failed", started)
                 return "failed"
+            _observe(resource_kind, "retry", started)
+            metrics().retries.labels(resource_kind.resource_type, retry_cause(exc)).inc()
             countdown = backoff_s(
                 max(failures, 1), settings.retry_backoff_base_s, settings.retry_backoff_max_s
             )
@@ -77,6 +100,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
             runtime.store.touch_dirty(resource_kind, rid, time.time() + countdown)
             log.info("retrying %s %s in %.1fs: %s", kind, rid, countdown, exc.reason)
             raise self.retry(countdown=countdown, exc=exc) from None
+        _observe(resource_kind, result.status, started)
         if result.status == "requeue":
             reconcile.apply_async(args=(kind, rid))
         return result.status
