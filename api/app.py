@@ -117,7 +117,7 @@ def create_app(
             )
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(store))
-    app.add_route("/metrics", Metrics(store))
+    app.add_route("/metrics", Metrics(store, legacy_cap=settings.legacy_max_concurrency))
     return app
 
 

@@ -44,8 +44,9 @@ class Readiness:
 class QueueCollector(Collector):
     """Gauges read at scrape time from :meth:`Store.status`, the same from every api process."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, legacy_cap: int = 0) -> None:
         self.store = store
+        self.legacy_cap = legacy_cap
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         status = self.store.status()
@@ -91,14 +92,20 @@ class QueueCollector(Collector):
         )
         in_flight.add_metric([], float(status.legacy_calls_in_flight))
         yield in_flight
+        cap = GaugeMetricFamily(
+            "scim_bridge_legacy_max_concurrency",
+            "The global cap on concurrent legacy calls (0: no cap)",
+        )
+        cap.add_metric([], float(self.legacy_cap))
+        yield cap
 
 
 class Metrics:
     """``/metrics`` in the Prometheus text format."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, legacy_cap: int = 0) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(QueueCollector(store))
+        self.registry.register(QueueCollector(store, legacy_cap=legacy_cap))
         for collector in exposition_collectors():
             self.registry.register(collector)
 
