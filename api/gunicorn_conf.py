@@ -103,3 +103,20 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-i
 # X-Forwarded-For/-Proto are trusted only from the addresses in FORWARDED_ALLOW_IPS (gunicorn's
 # own variable, default 127.0.0.1,::1: a proxy on the same host). Set it to the proxy's address
 # when the proxy runs elsewhere.
+
+# Metrics ------------------------------------------------------------------------------------
+# Counters from every worker process are summed through files in one directory
+# (scim_bridge.workers.metrics): set it up, emptied, before the first worker starts, and tell it
+# when a worker exits (gunicorn recycles them after max_requests; their counts stay in the sums).
+
+
+def on_starting(server: object) -> None:
+    from scim_bridge.workers.metrics import command_directory
+
+    command_directory("api")
+
+
+def child_exit(server: object, worker: object) -> None:
+    from scim_bridge.workers.metrics import process_exited
+
+    process_exited(int(getattr(worker, "pid", 0)))
