@@ -8,9 +8,9 @@
    16``): one with request metrics (``SCIM_BRIDGE_HTTP_METRICS=true``, the default) and one
    without; while the one with metrics is measured, ``/metrics`` is scraped every second (a
    scrape interval far shorter than the deployed 15 s, so the figure is an upper bound);
-3. measures GET by random id and filter by random userName against each, alternating
-   (with, without, with, ...) so each ratio comes from the same minutes; target: the api with
-   metrics keeps ≥ 95 % of the throughput of the one without;
+3. measures GET by random id and filter by random userName against each, alternating (with,
+   without; then without, with; ...) so each ratio comes from the same minutes; target: the api
+   with metrics keeps ≥ 95 % of the throughput of the one without;
 4. measures confirmed creates/s through one worker (``scim-bridge worker``) with task events
    off, then with ``scim-bridge flower --task-events`` running (Flower turns events on in the
    worker), alternating; reports the ratio and the CPU Flower itself takes;
@@ -183,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
                 gen.run(port, clients=args.clients, duration_s=args.warmup, auth=token,
                         paths_file=paths)  # fmt: skip
             for round_no in range(args.repeat):
-                for label, port, proc in (
-                    ("with", with_port, with_proc),
-                    ("without", without_port, without_proc),
-                ):
+                cases = [("with", with_port, with_proc), ("without", without_port, without_proc)]
+                # Each goes first every other round, so a drift in the machine's load (it is
+                # shared) does not always fall on the same side.
+                for label, port, proc in cases if round_no % 2 == 0 else cases[::-1]:
                     stop, scrapes = threading.Event(), {"scrapes": 0}
                     scraper = threading.Thread(
                         target=scrape_while, args=(port, stop, scrapes), daemon=True
@@ -257,7 +257,7 @@ def measure_task_events(
     """Confirmed creates/s through one worker, task events off, then on with Flower watching."""
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for round_no in range(args.repeat):
-        for label in ("off", "on"):
+        for label in ("off", "on") if round_no % 2 == 0 else ("on", "off"):
             worker_env = env | {"SCIM_BRIDGE_WORKER_METRICS_PORT": str(core.free_port())}
             worker = procs.start(
                 f"worker-{label}", [core.cli(), "worker", "--concurrency", "4"], env=worker_env
