@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -274,3 +275,34 @@ def test_flower_asks_for_task_events_only_when_told(redis_server, password_key):
     argv = flower_argv(told, port=6000, address="0.0.0.0", task_events=False, extra=["--x=1"])
     assert argv[0] == "flower" and "--enable_events=True" in argv and argv[-1] == "--x=1"
     assert "--port=6000" in argv and "--address=0.0.0.0" in argv
+
+
+def test_scim_bridge_flower_serves_flower_on_the_configured_redis(redis_server, tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")}
+    env["SCIM_BRIDGE_REDIS_URL"] = redis_server.url
+    env["SCIM_BRIDGE_AUTH_HEADER_VALUE"] = "Bearer flower-test"  # the settings must be valid
+    log = tmp_path / "flower.log"
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "scim_bridge.api.cli", "flower", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthcheck", timeout=2).text == "OK"
+            except httpx.HTTPError:
+                return False
+
+        try:
+            wait_until(healthy, timeout=60, interval=0.2)
+        except AssertionError:
+            raise AssertionError(log.read_text()) from None
+        # Its own Prometheus metrics, for those who scrape Flower too.
+        assert "flower_" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        flower.send_signal(signal.SIGTERM)
+        flower.wait(30)
