@@ -46,7 +46,16 @@ def worker(concurrency: int | None, loglevel: str) -> None:
     if settings.worker_metrics_port:
         from scim_bridge.workers.metrics_endpoint import WorkerMetricsServer
 
-        WorkerMetricsServer(settings.worker_metrics_port).connect_pool_signals()
+        try:
+            WorkerMetricsServer(settings.worker_metrics_port).connect_pool_signals()
+        except OSError as exc:
+            print(
+                f"scim-bridge: cannot serve worker metrics on port "
+                f"{settings.worker_metrics_port} ({exc.strerror}): give each worker on this host "
+                "its own SCIM_BRIDGE_WORKER_METRICS_PORT, or 0 to serve none",
+                file=sys.stderr,
+            )
+            raise SystemExit(2) from None
     if settings.adapter == "sql":
         from scim_bridge.adapters.sql.commands import refuse_broken_mapping
 

@@ -306,3 +306,29 @@ def test_scim_bridge_flower_serves_flower_on_the_configured_redis(redis_server, 
     finally:
         flower.send_signal(signal.SIGTERM)
         flower.wait(30)
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so_and_stops(redis_server):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")}
+        env |= {
+            "SCIM_BRIDGE_REDIS_URL": redis_server.url,
+            "SCIM_BRIDGE_AUTH_HEADER_VALUE": "Bearer t",
+            "SCIM_BRIDGE_ACCEPT_PASSWORDS": "false",
+            "SCIM_BRIDGE_WORKER_METRICS_PORT": str(port),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "scim_bridge.api.cli", "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"cannot serve worker metrics on port {port}" in done.stderr
+    assert "SCIM_BRIDGE_WORKER_METRICS_PORT" in done.stderr

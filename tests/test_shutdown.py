@@ -36,6 +36,7 @@ def test_sigterm_lets_the_in_flight_legacy_call_finish(settings, tmp_path: Path)
         "SCIM_BRIDGE_ADAPTER": "sql",
         "SCIM_BRIDGE_SQL_URL": f"sqlite:///{legacy_db}",
         "SCIM_BRIDGE_SIMULATE_LATENCY_S": "2.5",
+        "SCIM_BRIDGE_WORKER_METRICS_PORT": "0",
     }
     worker = subprocess.Popen(
         [

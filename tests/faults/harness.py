@@ -224,6 +224,8 @@ class Stack:
     ) -> Process:
         """A Celery worker subprocess; ``runner="faults"`` uses tests/faults/worker_main.py."""
         merged = {**self.env, **env}
+        # Several workers share this host: each serves its metrics on a port of its own.
+        merged.setdefault("SCIM_BRIDGE_WORKER_METRICS_PORT", str(free_port()))
         if runner == "cli":
             argv = [
                 sys.executable,
