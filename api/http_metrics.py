@@ -19,8 +19,8 @@ import falcon
 from prometheus_client import Counter, Histogram
 
 from scim_bridge.api.resources import Collection, Item
+from scim_bridge.store import Kind
 from scim_bridge.workers.metrics import metrics, show_write_series
-from scim_bridge.workers.readmodel import Kind
 
 UNROUTED = "unrouted"
 _WRITE_OPS = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}

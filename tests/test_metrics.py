@@ -17,6 +17,7 @@ import redis
 from scim_bridge.adapters.errors import ConflictError, PermanentError, TransientError
 from scim_bridge.adapters.port import Deadline
 from scim_bridge.api.http_metrics import dialect_label, write_result
+from scim_bridge.store import Store
 from scim_bridge.workers.flower import flower_argv
 from scim_bridge.workers.guard import CircuitOpen, LegacyBusy, LegacyGuard
 from scim_bridge.workers.metrics import (
@@ -129,7 +130,7 @@ def _guard(redis_server, **overrides) -> LegacyGuard:
     prefix = f"metrics-{os.getpid()}-{free_port()}"
     options = {"max_concurrency": 0, "failure_threshold": 2, "open_s": 0.2}
     options.update(overrides)
-    return LegacyGuard(client, prefix, **options)
+    return LegacyGuard(Store(client, prefix), **options)
 
 
 def test_legacy_calls_are_timed_by_operation_and_outcome(redis_server):
