@@ -17,8 +17,8 @@ from scim_bridge.api.capacity import BacklogEstimate
 from scim_bridge.api.dialects import SCIM_1, SCIM_2
 from scim_bridge.api.discovery import Listed, ProviderConfig, resource_types, schema_documents
 from scim_bridge.api.health import Health, Metrics, Readiness
-from scim_bridge.api.origin import Origin
 from scim_bridge.api.http_metrics import RequestMetrics
+from scim_bridge.api.origin import Origin
 from scim_bridge.api.reads import ReadService
 from scim_bridge.api.resources import Collection, Endpoint, Item, RootSearch
 from scim_bridge.api.schemas import build_schemas
