@@ -143,16 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         client = redis.Redis.from_url(redis_url)
         password_key = Fernet.generate_key().decode()
         log(f"loading {args.users:,} users")
+        # The loader posts through the api's WSGI app with a test client's Host header.
+        os.environ["SCIM_BRIDGE_PUBLIC_BASE_URL"] = f"http://{core.HOST}"
         ids, _ = core.load_users(redis_url, password_key, args.users, 2)
         token = f"Bearer {secrets.token_urlsafe(24)}"
         env = core.scim_env(redis_url, token, password_key)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env["SCIM_BRIDGE_PUBLIC_BASE_URL"] = f"http://{core.HOST}"
         rng = random.Random(7)
         sample = rng.sample(ids, min(len(ids), 5000))
-        names = [
-            json.loads(client.hget(f"{core.PREFIX}:u:{i}", "doc") or b"{}").get("userName")
-            for i in sample[:2000]
-        ]
+        # The loader names user i core.user_name(i).
+        names = [core.user_name(i) for i in rng.sample(range(args.users), min(args.users, 2000))]
         files = {
             "get_by_id": core.write_paths(
                 work / "get.txt", [f"{core.USERS_PATH}/{i}" for i in sample]
