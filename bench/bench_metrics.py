@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         core.wait_port(redis_port, 15, redis_proc)
         redis_url = f"redis://{core.HOST}:{redis_port}/0"
-        client = redis.Redis.from_url(redis_url)
+
         password_key = Fernet.generate_key().decode()
         log(f"loading {args.users:,} users")
         # The loader posts through the api's WSGI app with a test client's Host header.
