@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "beat":
         beat(args.schedule, args.loglevel)
     elif args.command == "flower":
-        flower(args.port, args.address, args.task_events, [a for a in args.flower_args if a != "--"])
+        flower(
+            args.port, args.address, args.task_events, [a for a in args.flower_args if a != "--"]
+        )
     elif args.command == "status":
         show_status(args.json)
     elif args.command == "dlq":

@@ -31,7 +31,7 @@ from scim_bridge.workers.metrics import (
 from scim_bridge.workers.metrics_endpoint import WorkerMetricsServer
 from scim_bridge.workers.reconciler import RetryLater
 from scim_bridge.workers.tasks import retry_cause
-from tests.conftest import free_port, make_settings, wait_until
+from tests.support import free_port, make_settings, wait_until
 from tests.test_users import user_body
 
 USERS = "/scim/v2/Users"
@@ -285,7 +285,7 @@ def test_scim_bridge_flower_serves_flower_on_the_configured_redis(redis_server, 
     env["SCIM_BRIDGE_AUTH_HEADER_VALUE"] = "Bearer flower-test"  # the settings must be valid
     log = tmp_path / "flower.log"
     flower = subprocess.Popen(
-        [sys.executable, "-m", "scim_bridge.api.cli", "flower", "--port", str(port)],
+        [sys.executable, "-m", "scim_bridge.cli", "flower", "--port", str(port)],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -324,7 +324,7 @@ def test_a_worker_whose_metrics_port_is_taken_says_so_and_stops(redis_server):
             "SCIM_BRIDGE_WORKER_METRICS_PORT": str(port),
         }
         done = subprocess.run(
-            [sys.executable, "-m", "scim_bridge.api.cli", "worker"],
+            [sys.executable, "-m", "scim_bridge.cli", "worker"],
             env=env,
             capture_output=True,
             text=True,

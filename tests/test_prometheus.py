@@ -29,7 +29,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port, wait_until
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -93,7 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     log = home / "dev.log"
     dev = subprocess.Popen(
-        [sys.executable, "-m", "scim_bridge.api.cli", "dev", "--port", str(api_port)],
+        [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(api_port)],
         cwd=home,
         env=env,
         stdout=log.open("wb"),
