@@ -404,6 +404,7 @@ def _load_chunk(job: tuple[str, str, int, int]) -> list[str]:
         adapter="memory",
         confirm_wait_s=0.0,
         log_level="WARNING",
+        allowed_hosts=["falconframework.org"],  # the in-process test client's Host
     )
     store = Runtime(settings).store
     app = create_app(settings, store=store, publish=lambda kind, rid: None)
