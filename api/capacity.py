@@ -1,4 +1,6 @@
-"""Whether waiting for the legacy application's answer can pay off (DESIGN.md §3, step 3).
+"""Whether waiting for the legacy application's answer can pay off.
+
+See docs/architecture.md, "The write path", step 3.
 
 When the backlog is so deep that the workers cannot reach a new change within the confirmation
 time, a write answers at once with the accepted desired state instead of waiting for nothing.

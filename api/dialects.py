@@ -2,7 +2,8 @@
 
 The Okta agent speaks SCIM 1.1 by default and parses it strictly: every resource must list
 ``urn:scim:schemas:core:1.0`` and each extension it carries in ``schemas``, and no SCIM 2.0 URN may
-appear (see ``okta-opp.md``). A :class:`Dialect` turns a request body into the SCIM 2.0 form the
+appear (see docs/architecture.md, "The Okta agent").
+A :class:`Dialect` turns a request body into the SCIM 2.0 form the
 core validates, and a stored SCIM 2.0 document into what the client expects.
 """
 

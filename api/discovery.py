@@ -72,7 +72,7 @@ def provider_config(
     other key), which is what the singular ``/ServiceProviderConfig`` serves.
     """
     if dialect.name == "1.1":
-        # The shape the Okta agent's SCIM 1.1 SDK reads (okta-opp.md).
+        # The shape the Okta agent's SCIM 1.1 SDK reads (docs/architecture.md, "The Okta agent").
         config: dict[str, Any] = {
             "schemas": [V1_CORE, OKTA_PROVIDER_CONFIG],
             "documentationUrl": "https://github.com/scim-bridge/scim-bridge#readme",

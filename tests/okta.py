@@ -1,4 +1,4 @@
-"""The Okta agent's requests (okta-opp.md), and a client that holds every SCIM 1.1 answer to the
+"""The Okta agent's requests (docs/architecture.md, "The Okta agent"), and a client that holds every SCIM 1.1 answer to the
 strict SCIM 1.x parser the agent uses.
 """
 
@@ -15,7 +15,7 @@ from tests.support import TOKEN
 V1_CORE = "urn:scim:schemas:core:1.0"
 CUSTOM = "urn:okta:onprem_app:1.0:user:custom"
 
-# The create body of okta-opp.md, as the agent sends it.
+# The create body of Okta's documentation, as the agent sends it.
 OKTA_CREATE = {
     "schemas": [V1_CORE, CUSTOM],
     "userName": "myemail@example.com",

@@ -1,4 +1,4 @@
-"""The Okta Provisioning Agent's SCIM 1.1 requests (okta-opp.md), replayed with their bodies.
+"""The Okta Provisioning Agent's SCIM 1.1 requests, replayed with their bodies.
 Every answer passes the strict SCIM 1.x check the agent's parser applies.
 """
 

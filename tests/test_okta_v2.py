@@ -17,7 +17,7 @@ HEADERS = {"Authorization": TOKEN, "Content-Type": "application/json"}
 
 
 def test_okta_scim2_spec_test_sequence(gunicorn, legacy):
-    """Okta's SCIM 2.0 spec tests, in their order (okta-opp.md)."""
+    """Okta's SCIM 2.0 spec tests, in their order."""
     with httpx.Client(base_url=gunicorn.base_url, headers=HEADERS, timeout=10) as http:
         body = v2_user("spec.test@example.com")
         body.pop(CUSTOM)

@@ -1,4 +1,6 @@
-"""Bring one resource of the legacy application to its desired state (DESIGN.md §3, step 4).
+"""Bring one resource of the legacy application to its desired state.
+
+See docs/architecture.md, "The write path".
 
 Plain code, no Celery: the task in :mod:`scim_bridge.workers.tasks` only calls
 :meth:`Reconciler.reconcile` and turns :class:`RetryLater` into a Celery retry. Under the

@@ -1,7 +1,7 @@
 """Every setting of scim-bridge: one home for each number that matters, validated at start-up.
 
 Read from ``SCIM_BRIDGE_*`` environment variables and, when ``SCIM_BRIDGE_CONFIG`` names one,
-a TOML file (environment variables win). The time budget of DESIGN.md §5 is derived here from
+a TOML file (environment variables win). The time budget (docs/architecture.md) is derived here from
 Okta's "Timeout for API calls" (``timeout_budget_s``), and its invariants are checked, so a bad
 combination is a start-up error that says what to change.
 """
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     auth_header_name: str = "Authorization"
     auth_header_value: SecretStr | None = None
 
-    # The budget (DESIGN.md §5) ---------------------------------------------------------------
+    # The budget (docs/architecture.md) ------------------------------------------------------
     timeout_budget_s: float = Field(30.0, ge=1)
     """Okta's "Timeout for API calls": no request may take longer."""
     confirm_wait_s: float = Field(2.0, ge=0)
