@@ -393,3 +393,60 @@ def test_a_pass_waits_between_pages_to_stay_under_its_rate_cap(legacy, store, mo
     # Sleeping is faked, so each wait is what the pass is ahead of 30 records/s: 3, 6, 9 and
     # (after the empty page of groups) still 9 records.
     assert len(waits) == 4 and 0.25 < max(waits) <= 0.3
+
+
+def test_a_full_pass_runs_at_a_lower_cpu_priority_and_leaves_the_callers_alone(legacy, store):
+    """SCIM_BRIDGE_SYNC_NICENESS: the pages are listed and stored by a thread ``niceness`` steps
+    lower than the caller, and the caller (a worker child that goes on reconciling) keeps its own
+    priority."""
+    import os
+    import threading
+
+    fill(legacy.adapter, 5)
+    seen: list[int] = []
+    listing = legacy.adapter.list_users
+
+    def list_users(**kwargs):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return listing(**kwargs)
+
+    legacy.adapter.list_users = list_users
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    try:
+        result = importer(store, legacy.adapter, niceness=5).full_pass()
+    finally:
+        del legacy.adapter.list_users
+    assert result.status == "done" and result.tally.created == 5
+    assert seen and set(seen) == {min(19, mine + 5)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+def test_an_interrupted_full_pass_stops_at_its_next_page_and_keeps_its_checkpoint(legacy, store):
+    """A signal's exception in the waiting thread (Celery's soft time limit) stops the pass at its
+    next page instead of leaving it running without its lock; the next pass continues."""
+    import signal
+    import threading
+
+    fill(legacy.adapter, 9)
+    listing = legacy.adapter.list_users
+    calls = []
+
+    def list_users(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            main = threading.main_thread().ident
+            threading.Timer(0.05, signal.pthread_kill, (main, signal.SIGINT)).start()
+            threading.Event().wait(0.5)
+        return listing(**kwargs)
+
+    legacy.adapter.list_users = list_users
+    sync = importer(store, legacy.adapter, niceness=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sync.full_pass()
+        assert len(calls) == 1  # the pass did not go on after the interruption
+    finally:
+        del legacy.adapter.list_users
+    assert ImportStore(store).checkpoint()["phase"] == "u"
+    assert sync.full_pass().status == "done"
+    assert store.count(Kind.USER) == 9

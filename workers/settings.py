@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     sync_max_rate: float = Field(2500.0, ge=0)
     """Records per second a full import may take at most (0: no cap), so that reads served
     meanwhile and the legacy application keep their speed."""
+    sync_niceness: int = Field(10, ge=0, le=19)
+    """How many steps lower (``nice``) the CPU priority of a full import pass is than the
+    process's own (0: the same), so that on a shared host the api's reads come first."""
     sync_page_size: int = Field(500, ge=1, le=10_000)
     """Records asked of the adapter per page during imports."""
     id_namespace: str | None = None

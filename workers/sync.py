@@ -11,11 +11,13 @@ writes nothing when the record did not change (so ``meta.lastModified`` moves on
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from scim_bridge.adapters.errors import AdapterError
 from scim_bridge.adapters.port import Deadline, LegacyAdapter, LegacyRecord
@@ -28,6 +30,7 @@ from scim_bridge.workers.removals import Removals
 log = logging.getLogger("scim_bridge.sync")
 
 Publish = Callable[[Kind, str], None]
+T = TypeVar("T")
 _COUNTS = ("listed", "created", "updated", "unchanged", "pending", "skipped", "enforced")
 
 
@@ -90,6 +93,7 @@ class Importer:
         lock_ttl_s: float = 30.0,
         publish: Publish | None = None,
         max_rate: float = 0.0,
+        niceness: int = 0,
     ) -> None:
         self.model = store
         self.imports = ImportStore(store)
@@ -102,6 +106,8 @@ class Importer:
         self.lock_ttl_s = lock_ttl_s
         self.publish = publish
         self.max_rate = max_rate
+        self.niceness = niceness
+        self._interrupted = threading.Event()
         self.removals = Removals(
             store, self.imports, adapter, max_removals=max_removals, deadline_s=deadline_s
         )
@@ -120,7 +126,12 @@ class Importer:
         if not self.imports.acquire(owner, self.lock_ttl_s):
             return PassResult("busy")
         try:
-            return self._full_pass(owner, started, budget_s, progress)
+            self._interrupted.clear()
+            return at_lower_priority(
+                self.niceness,
+                lambda: self._full_pass(owner, started, budget_s, progress),
+                self._interrupted,
+            )
         finally:
             self.imports.release(owner)
 
@@ -172,7 +183,8 @@ class Importer:
                             self.model.count(kind),
                         )
                     )
-                if budget_s is not None and time.monotonic() - started > budget_s:
+                out_of_time = budget_s is not None and time.monotonic() - started > budget_s
+                if out_of_time or self._interrupted.is_set():
                     result.elapsed_s = time.monotonic() - started
                     return result
             self.removals.after_pass(result)
@@ -346,6 +358,49 @@ class Importer:
             g.key: [known[str(k)] for k in g.document.get("members") or () if str(k) in known]
             for _, g in groups
         }
+
+
+def at_lower_priority(
+    niceness: int, work: Callable[[], T], interrupted: threading.Event | None = None
+) -> T:
+    """Run ``work`` in a thread of its own whose CPU priority is ``niceness`` steps lower.
+
+    A full pass is bulk work: on a machine it shares with the api it must take the CPU the api
+    leaves, not half of it. Linux keeps a nice value per thread, so the thread that runs the pass
+    is lowered and then ends; the process (a Celery worker child that goes on reconciling Okta's
+    changes, or the CLI) keeps its priority, which an unprivileged process could not raise back.
+    Where threads cannot be lowered (not Linux), the work runs as it is. If the waiting thread
+    is interrupted (a signal's exception: Celery's soft time limit, Ctrl-C), ``interrupted`` is
+    set, the work is waited for (it stops at its next checkpoint) and the exception goes on.
+    """
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return work()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + niceness))
+        except OSError as exc:
+            log.debug("import pass runs at normal priority: %s", exc)
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="scim-bridge-import", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except BaseException:
+        if interrupted is not None:
+            interrupted.set()
+        thread.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(T, outcome["value"])
 
 
 def _is_redis_error(exc: Exception) -> bool:

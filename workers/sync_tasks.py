@@ -40,6 +40,7 @@ def build_importer(runtime: Runtime, publish: Any = None) -> Importer:
         lock_ttl_s=settings.lock_ttl_s,
         publish=publish,
         max_rate=settings.sync_max_rate,
+        niceness=settings.sync_niceness,
     )
 
 
