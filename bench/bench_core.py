@@ -249,11 +249,15 @@ def vm_rss_kib(pid: int) -> int | None:
 
 
 def cpu_ticks(pids: Sequence[int]) -> int:
+    """CPU ticks of live processes plus those of their children that ended and were waited for
+    (gunicorn recycles its workers: a worker that exits mid-measurement moves its ticks into the
+    arbiter's cutime/cstime instead of taking them away)."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            # utime, stime, cutime, cstime
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total
 
 

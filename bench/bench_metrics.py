@@ -11,10 +11,14 @@
 3. measures GET by random id and filter by random userName against each, alternating (with,
    without; then without, with; ...) so each ratio comes from the same minutes; target: the api
    with metrics keeps ≥ 95 % of the throughput of the one without;
-4. measures confirmed creates/s through one worker (``scim-bridge worker``) with task events
+4. counts the instructions one request costs the whole api with and without metrics
+   (``--instructions`` requests per case; ``scim-bridge serve --workers 1`` under ``valgrind
+   --tool=callgrind``, counts dumped after a warm-up and after the requests): a ratio that
+   does not depend on how loaded the machine is, which throughput on a shared host does;
+5. measures confirmed creates/s through one worker (``scim-bridge worker``) with task events
    off, then with ``scim-bridge flower --task-events`` running (Flower turns events on in the
    worker), alternating; reports the ratio and the CPU Flower itself takes;
-5. writes bench/results-metrics.json and bench/RESULTS-metrics.md.
+6. writes bench/results-metrics.json and bench/RESULTS-metrics.md.
 
 The load generator is ``wrk`` when it is on PATH (Debian's ``wrk`` package), else the core
 benchmark's built-in one.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import http.client
 import json
 import os
 import random
@@ -116,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--out-dir", type=Path, default=HERE)
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=1000,
+        help="requests per scenario counted under callgrind (0: skip; needs valgrind)",
+    )
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -241,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         report["read_path"] = reads
         procs.stop(without_proc)
+        if shutil.which("valgrind") and args.instructions:
+            report["instructions"] = measure_instructions(args, procs, env, token, files, work, log)
 
         # 2. Task events for Flower ------------------------------------------------------------
         flower_installed = (
@@ -260,6 +273,114 @@ def main(argv: list[str] | None = None) -> int:
     log(f"wrote {out / 'RESULTS-metrics.md'}")
     verdict = all(r["ratio_median"] >= READ_TARGET for r in report["read_path"].values())
     return 0 if verdict else 1
+
+
+def callgrind_total(out_file: Path) -> int:
+    """The instruction count ("totals:" or "summary:") of a callgrind output file."""
+    for line in out_file.read_text().splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out_file}")
+
+
+def send_requests(port: int, paths: Path, count: int, auth: str) -> dict[int, int]:
+    """``count`` GETs of the paths in the file, in turn, on one keep-alive connection."""
+    lines = [line for line in paths.read_text().splitlines() if line]
+    statuses: dict[int, int] = {}
+    connection = http.client.HTTPConnection(core.HOST, port, timeout=600)
+    try:
+        for i in range(count):
+            connection.request("GET", lines[i % len(lines)], headers={"Authorization": auth})
+            response = connection.getresponse()
+            response.read()
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+    finally:
+        connection.close()
+    return statuses
+
+
+CALLGRIND_CONFIG = """\
+# bench_metrics.py: the shipped configuration, adjusted for a worker under callgrind (about 50x
+# slower: no heartbeat kill, no recycling), and a mark after the warm-up and after the measured
+# requests. The mark is a call of sched_yield(2), which nothing else in the api makes:
+# valgrind --dump-before=sched_yield writes the counts so far and zeroes them at each mark.
+import os
+
+from scim_bridge.api.gunicorn_conf import *  # noqa: F403
+
+timeout = 900
+max_requests = 0
+max_requests_jitter = 0
+_MARKS = {{{warmup}, {last}}}
+_served = 0
+
+
+def post_request(worker, req, environ, resp):
+    global _served
+    _served += 1
+    if _served in _MARKS:
+        os.sched_yield()
+"""
+
+
+def measure_instructions(
+    args: argparse.Namespace,
+    procs: core.Processes,
+    env: dict[str, str],
+    token: str,
+    files: dict[str, Path],
+    work: Path,
+    log: Any,
+) -> dict[str, Any]:
+    """Instructions per request of the whole api worker (gunicorn included), by callgrind.
+
+    ``scim-bridge serve --workers 1`` runs under ``valgrind --tool=callgrind``; per scenario,
+    100 warm-up requests, then ``--instructions`` measured ones, sent one after another on a
+    keep-alive connection. The worker marks the end of each (CALLGRIND_CONFIG), callgrind dumps
+    its counts there, and the second dump holds exactly the measured requests. Instruction counts
+    do not depend on the load of the machine, so the ratio holds on a shared host.
+    """
+    warmup = 100
+    result: dict[str, Any] = {"requests": args.instructions}
+    per: dict[str, dict[str, float]] = {scenario: {} for scenario in files}
+    for scenario, paths in files.items():
+        for label, flag in (("with", "true"), ("without", "false")):
+            port = core.free_port()
+            prefix = work / f"callgrind-{scenario}-{label}"
+            config = work / f"gunicorn-callgrind-{scenario}-{label}.py"
+            config.write_text(
+                CALLGRIND_CONFIG.format(warmup=warmup, last=warmup + args.instructions)
+            )
+            process = procs.start(
+                f"api-callgrind-{scenario}-{label}",
+                [
+                    "valgrind", "--tool=callgrind", "--dump-before=sched_yield",
+                    f"--callgrind-out-file={prefix}.%p", sys.executable, core.cli(), "serve",
+                    "--host", core.HOST, "--port", str(port), "--workers", "1",
+                    "--threads", "4", "--config", str(config),
+                ],
+                env=env | {"SCIM_BRIDGE_HTTP_METRICS": flag, "PYTHONHASHSEED": "0"},
+            )  # fmt: skip
+            core.wait_http(port, "/healthz", process, 900)
+            statuses = send_requests(port, paths, warmup + args.instructions, token)
+            # The worker's second dump: "<prefix>.<pid>.2" (the first is start-up and warm-up).
+            deadline = time.monotonic() + 120
+            while not (dumps := sorted(work.glob(f"{prefix.name}.*.2"))):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("callgrind wrote no dump of the measured requests")
+                time.sleep(0.5)
+            procs.stop(process)
+            if len(dumps) != 1 or set(statuses) != {200}:
+                raise RuntimeError(f"unexpected callgrind run: {dumps}, statuses {statuses}")
+            per[scenario][label] = callgrind_total(dumps[0]) / args.instructions
+            log(f"instructions, {scenario}, {label} metrics: {per[scenario][label]:,.0f}/request")
+        counts = per[scenario]
+        result[scenario] = {
+            "with": round(counts["with"]),
+            "without": round(counts["without"]),
+            "ratio": round(counts["without"] / counts["with"], 4),
+        }
+    return result
 
 
 def measure_task_events(
@@ -386,6 +507,27 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             f"({', '.join(f'{x:.3f}' for x in r['cpu_ratio_each_pair'])}) | {cpu_verdict} |"
         )
     lines += cpu_lines
+    counted = report.get("instructions")
+    if counted:
+        lines += [
+            "",
+            "Instructions per request of the api worker, counted by callgrind: `scim-bridge serve"
+            " --workers 1` under `valgrind --tool=callgrind`, the worker's counts dumped after"
+            f" 100 warm-up requests and again after {counted['requests']:,} more, sent one after"
+            " another on a keep-alive connection (gunicorn's HTTP handling included; the"
+            " `/metrics` scrapes are not). Instruction counts"
+            " do not move with the load of the machine. The ratio is the throughput the api"
+            " keeps with metrics when its CPU is the bound (instructions without over with):",
+            "",
+            "| scenario | with metrics | without | ratio | verdict |",
+            "| --- | ---: | ---: | --- | --- |",
+        ]
+        for scenario in report["read_path"]:
+            c = counted[scenario]
+            verdict = "pass" if c["ratio"] >= READ_TARGET else "FAIL"
+            lines.append(
+                f"| {scenario} | {c['with']:,} | {c['without']:,} | {c['ratio']:.4f} | {verdict} |"
+            )
     events = report["task_events"]
     lines += ["", "## Task events for Flower", ""]
     if not events.get("flower_installed"):
