@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import redis
 from falcon import ETag
 from pydantic import ValidationError
 from scim2_models import (
@@ -31,6 +32,7 @@ from scim_bridge.store import (
     ChangeOutcome,
     Kind,
     OutcomeStatus,
+    ReplicationShortfall,
     Snapshot,
     Store,
     UniquenessConflict,
@@ -375,17 +377,31 @@ class WriteService:
             v1_doc=SCIM_1.render(kind, doc) if doc is not None else None,
         )
         try:
-            version = self.store.write_many([write, *also])
+            version = self.store.write_many([write, *also], replicated=True)
         except UniquenessConflict as conflict:
             value = (doc or {}).get(conflict.attribute)
             taken = (
                 f"{conflict.attribute} {value!r} is already used by another {kind.resource_type}"
             )
             raise UniquenessException(detail=taken) from None
+        except ReplicationShortfall as short:
+            # Stored on the primary and dirty: applied if the primary lives, and a retry of the
+            # same request converges either way (docs/architecture.md, "Redis failover").
+            self._publish_all(kind, rid, also)
+            raise ScimError(
+                503,
+                f"the {kind.resource_type} change was stored, but only {short.acks} of "
+                f"{short.wanted} Redis replicas confirmed it within {short.timeout_s:g} s, so a "
+                "failover could still lose it; retry the request",
+                Retry_After="1",
+            ) from None
+        self._publish_all(kind, rid, also)
+        return version
+
+    def _publish_all(self, kind: Kind, rid: str, also: Sequence[DesiredWrite]) -> None:
         self._publish(kind, rid)
         for other in also:
             self._publish(other.kind, other.id)
-        return version
 
     def _publish(self, kind: Kind, rid: str) -> None:
         try:
@@ -416,7 +432,12 @@ class WriteService:
             return Written(rid, doc, version, confirmed=False, accepted_async=True)
         outcome: ChangeOutcome | None = None
         if self.backlog.can_confirm_within(self.confirm_wait_s, backlog + 1):
-            outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)
+            try:
+                outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)
+            except redis.RedisError as exc:
+                # The change is stored (and replicated, when replicas are required): a lost
+                # wait only means its outcome is not known yet.
+                log.warning("waiting for %s %s v%s: %s", kind.resource_type, rid, version, exc)
         if outcome is not None and outcome.status is OutcomeStatus.FAILED:
             refusal = f"the legacy application refused {kind.resource_type} {rid}: {outcome.error}"
             # The header tells a refusal by the legacy application from one by the connector.

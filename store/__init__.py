@@ -2,10 +2,12 @@
 store"). One area per module: resources and indexes, the work queue and outcomes, dead letters,
 the fleet of workers; :class:`Store` combines them."""
 
+from scim_bridge.store.connection import Sentinels, redis_client
 from scim_bridge.store.keys import Field, Keys, Kind, parse_ref, ref, valid_id
 from scim_bridge.store.model import (
     ChangeOutcome,
     OutcomeStatus,
+    ReplicationShortfall,
     Snapshot,
     SyncState,
     UniquenessConflict,
@@ -13,7 +15,7 @@ from scim_bridge.store.model import (
     dumps,
     now_iso,
 )
-from scim_bridge.store.store import Status, Store, redis_client
+from scim_bridge.store.store import Status, Store
 
 __all__ = [
     "ChangeOutcome",
@@ -21,6 +23,8 @@ __all__ = [
     "Keys",
     "Kind",
     "OutcomeStatus",
+    "ReplicationShortfall",
+    "Sentinels",
     "Snapshot",
     "Status",
     "Store",

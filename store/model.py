@@ -48,6 +48,15 @@ class VersionConflict(Exception):
     """The resource changed between read and write; the caller reads again."""
 
 
+class ReplicationShortfall(Exception):
+    """A write is stored on the primary, but fewer replicas than required confirmed it in time:
+    it would be lost if the primary failed now."""
+
+    def __init__(self, version: int, acks: int, wanted: int, timeout_s: float) -> None:
+        super().__init__(f"{acks} of {wanted} replicas confirmed version {version}")
+        self.version, self.acks, self.wanted, self.timeout_s = version, acks, wanted, timeout_s
+
+
 def normalise(value: str, case_insensitive: bool) -> str:
     """How a unique value is keyed in its index."""
     return value.lower() if case_insensitive else value

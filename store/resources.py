@@ -12,6 +12,7 @@ from scim_bridge.store.base import Area
 from scim_bridge.store.keys import APPLIED_IS_DESIRED, Field, Kind, ref, valid_id
 from scim_bridge.store.model import (
     UNIQUE_ATTRIBUTES,
+    ReplicationShortfall,
     Snapshot,
     SyncState,
     UniquenessConflict,
@@ -75,6 +76,8 @@ class ResourceStore(Area):
     """Desired and applied documents and the indexes that find them."""
 
     lookups: dict[Kind, tuple[str, ...]]
+    replica_acks: int
+    replica_ack_timeout_s: float
 
     # Reads --------------------------------------------------------------------------------------
     def get_raw(self, kind: Kind, rid: str, rendering: str = Field.DESIRED) -> bytes | None:
@@ -211,21 +214,37 @@ class ResourceStore(Area):
         )
         return self.write_many([write])
 
-    def write_many(self, writes: Sequence[DesiredWrite]) -> int:
+    def write_many(self, writes: Sequence[DesiredWrite], *, replicated: bool = False) -> int:
         """Store several desired states in one atomic step; the first one's new version.
 
-        Nothing is written when any resource moved or any unique value is taken.
+        Nothing is written when any resource moved or any unique value is taken. With
+        ``replicated`` (a write a client is answered for), return only once ``replica_acks``
+        replicas hold it; raises :class:`ReplicationShortfall` when fewer did in time (the
+        write stays stored on the primary and dirty, so it is applied if the primary lives).
         """
-        result = self.scripts["write"](
-            keys=[self.keys.sequence, self.keys.dirty, self.keys.pending],
-            args=[json.dumps([self._write_args(w) for w in writes]), repr(time.time())],
-        )
+        script = self.scripts["write"]
+        keys = [self.keys.sequence, self.keys.dirty, self.keys.pending]
+        args = [json.dumps([self._write_args(w) for w in writes]), repr(time.time())]
+        wanted = self.replica_acks if replicated else 0
+        acks = 0
+        if wanted:
+            # WAIT counts the replicas that caught up with this connection's writes: it must
+            # follow the script on the same connection, which a pipeline guarantees.
+            pipe = self.redis.pipeline(transaction=False)
+            script(keys=keys, args=args, client=pipe)
+            pipe.wait(wanted, int(self.replica_ack_timeout_s * 1000))
+            result, acks = pipe.execute()
+        else:
+            result = script(keys=keys, args=args)
         status, detail = result[0].decode(), result[1].decode()
         if status == "version":
             raise VersionConflict(detail)
         if status == "conflict":
             raise UniquenessConflict(detail.rsplit(":", 1)[-1])
-        return int(detail)
+        version = int(detail)
+        if int(acks) < wanted:
+            raise ReplicationShortfall(version, int(acks), wanted, self.replica_ack_timeout_s)
+        return version
 
     def _write_args(self, w: DesiredWrite) -> dict[str, Any]:
         keys, kind = self.keys, w.kind

@@ -8,8 +8,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from scim_bridge.store.deadletters import DeadLetterStore
 from scim_bridge.store.fleet import FleetStore
@@ -19,22 +17,6 @@ from scim_bridge.store.model import DEFAULT_LOOKUPS
 from scim_bridge.store.resources import ResourceStore
 from scim_bridge.store.scripts import Scripts
 from scim_bridge.store.work import WorkStore
-
-
-def redis_client(url: str, *, timeout_s: float, blocking_s: float = 0.0) -> redis.Redis:
-    """A client with short timeouts, so a Redis outage fails requests fast instead of hanging.
-
-    ``blocking_s`` lengthens the socket timeout for clients that issue blocking commands.
-    """
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout_s,
-        socket_timeout=timeout_s + blocking_s,
-        health_check_interval=30,
-        max_connections=256,
-        # No silent retries: a request must fail within the timeout, not a multiple of it.
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 @dataclass(frozen=True)
@@ -69,8 +51,14 @@ class Store(ResourceStore, WorkStore, DeadLetterStore, FleetStore):
         *,
         wait_client: redis.Redis | None = None,
         lookups: Mapping[Kind, tuple[str, ...]] | None = None,
+        replica_acks: int = 0,
+        replica_ack_timeout_s: float = 1.0,
     ) -> None:
+        """``replica_acks``: replicas a replicated write waits for (``WAIT``), up to
+        ``replica_ack_timeout_s``; ``client``'s socket timeout must outlast that wait."""
         self.redis = client
+        self.replica_acks = replica_acks
+        self.replica_ack_timeout_s = replica_ack_timeout_s
         self.wait_redis = wait_client or client
         self.keys = Keys(prefix)
         self.scripts = Scripts(client)

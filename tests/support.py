@@ -6,6 +6,7 @@ Imported by the fixtures (``conftest.py``), the tests and the fault suite; nothi
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 from pathlib import Path
@@ -13,18 +14,26 @@ from typing import Any
 
 import redis
 
-from scim_bridge.cli.processes import free_port, redis_server_command, wait_until
+from scim_bridge.cli.processes import (
+    free_port,
+    redis_server_binary,
+    redis_server_command,
+    wait_until,
+)
 from scim_bridge.workers.settings import Settings, load_settings
 
 TOKEN = "Bearer test-token"
 
 
 class RedisServer:
-    """A redis-server process of the test session."""
+    """A redis-server process of the test session; ``extra`` directives (``--replicaof``...)
+    are given on every start."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
         self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -34,7 +43,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            redis_server_command(self.port, self.directory),
+            redis_server_command(self.port, self.directory, *self.extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -46,6 +55,125 @@ class RedisServer:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(10)
             self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no final write of anything, like a lost machine."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+MASTER_NAME = "scim-bridge"
+# A replica's full sync starts at once (the default waits 5 s for more replicas to join).
+_QUICK_SYNC = ("--repl-diskless-sync-delay", "0")
+SENTINEL_PASSWORD = "sentinel-test-secret"
+
+
+class SentinelGroup:
+    """A primary, a replica (``--replicaof``) and three Sentinels on free loopback ports.
+
+    The Sentinels call the primary down after ``down_after_ms`` without an answer and need
+    two of three to agree (quorum 2); they require ``SENTINEL_PASSWORD`` of their clients.
+    """
+
+    def __init__(self, directory: Path, *, down_after_ms: int = 1000) -> None:
+        self.directory = directory
+        self.primary = RedisServer(directory / "primary", *_QUICK_SYNC)
+        self.replica = RedisServer(
+            directory / "replica", *_QUICK_SYNC, "--replicaof", "127.0.0.1", str(self.primary.port)
+        )
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self._sentinels: list[subprocess.Popen[bytes]] = []
+        for index, port in enumerate(self.sentinel_ports):
+            config = directory / f"sentinel-{index}.conf"  # Sentinel rewrites it: its state
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"requirepass {SENTINEL_PASSWORD}\nsentinel sentinel-pass {SENTINEL_PASSWORD}\n"
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
+                f"sentinel failover-timeout {MASTER_NAME} {down_after_ms * 3}\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+            )
+            log = (directory / f"sentinel-{index}.log").open("ab")
+            self._sentinels.append(
+                subprocess.Popen(
+                    [redis_server_binary(), str(config), "--sentinel"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        wait_until(self._sentinels_agree, timeout=30, interval=0.1)
+
+    @property
+    def nodes(self) -> str:
+        """``SCIM_BRIDGE_REDIS_SENTINELS``."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def settings(self) -> dict[str, str]:
+        """The ``SCIM_BRIDGE_*`` variables that point scim-bridge at this group."""
+        return {
+            # Sentinel names the host: this URL's host and port are never used.
+            "SCIM_BRIDGE_REDIS_URL": "redis://sentinel-managed/0",
+            "SCIM_BRIDGE_REDIS_SENTINELS": self.nodes,
+            "SCIM_BRIDGE_REDIS_SENTINEL_MASTER": MASTER_NAME,
+            "SCIM_BRIDGE_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        }
+
+    def sentinel_client(self, index: int) -> redis.Redis:
+        return redis.Redis(
+            port=self.sentinel_ports[index], password=SENTINEL_PASSWORD, socket_timeout=2
+        )
+
+    def master_ports(self) -> set[int]:
+        """The primary's port as each Sentinel that answers names it."""
+        ports = set()
+        for index in range(len(self.sentinel_ports)):
+            with contextlib.suppress(redis.RedisError):
+                with self.sentinel_client(index) as client:
+                    found = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+                if found:
+                    ports.add(int(found[1]))
+        return ports
+
+    def _sentinels_agree(self) -> bool:
+        for index in range(len(self.sentinel_ports)):
+            try:
+                with self.sentinel_client(index) as client:
+                    state = client.sentinel_master(MASTER_NAME)
+            except redis.RedisError:
+                return False
+            if state["num-slaves"] < 1 or state["num-other-sentinels"] < 2:
+                return False
+        return self.master_ports() == {self.primary.port} and self.replica_synced(self.replica)
+
+    @staticmethod
+    def replica_synced(server: RedisServer) -> bool:
+        """Whether ``server`` is a replica with a live link to its primary."""
+        try:
+            info = redis.Redis(port=server.port, socket_timeout=2).info("replication")
+        except redis.RedisError:
+            return False
+        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+    def current_primary(self) -> RedisServer:
+        """The server the Sentinels name as primary (after a failover, the old replica)."""
+        (port,) = self.master_ports()
+        return self.primary if port == self.primary.port else self.replica
+
+    def rejoin(self, server: RedisServer) -> None:
+        """Start a stopped server again as a replica of the current primary, the way
+        deploy/'s Redis start-up asks the Sentinels whom to follow."""
+        server.extra = (*_QUICK_SYNC, "--replicaof", "127.0.0.1", str(self.current_primary().port))
+        server.start()
+
+    def stop(self) -> None:
+        for sentinel in self._sentinels:
+            sentinel.kill()
+            sentinel.wait(10)
+        for server in (self.replica, self.primary):
+            with contextlib.suppress(Exception):
+                server.stop()
 
 
 def _pings(client: redis.Redis) -> bool:

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery, bootsteps
 
@@ -32,7 +33,8 @@ def create_celery(
     runtime: Runtime | None = None,
 ) -> Celery:
     """A Celery app for ``settings`` with scim-bridge's tasks registered."""
-    app = Celery("scim_bridge", broker=settings.redis_url, set_as_current=False)
+    broker, sentinel_options = broker_for(settings)
+    app = Celery("scim_bridge", broker=broker, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -55,6 +57,7 @@ def create_celery(
             "socket_timeout": max(settings.redis_timeout_s, 5.0),
             "health_check_interval": 10,
             "retry_on_timeout": True,
+            **sentinel_options,
         },
         broker_pool_limit=64,
         # A publish must not hang a request when Redis is away: the dirty mark already
@@ -82,6 +85,34 @@ def create_celery(
     register_import_tasks(app, runtime)
     _heartbeat_while_running(app, runtime)
     return app
+
+
+def broker_for(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker URL and the transport options Sentinel needs (none without Sentinel).
+
+    With Sentinel, kombu's ``sentinel://`` transport asks the Sentinels for the primary on every
+    connection; ``redis_url`` gives the database number and the primary's credentials.
+    """
+    sentinels = settings.sentinels()
+    if sentinels is None:
+        return settings.redis_url, {}
+    parts = urlsplit(settings.redis_url)
+    userinfo = parts.netloc.rpartition("@")[0]  # kept quoted, as kombu reads it
+    auth = f"{userinfo}@" if userinfo else ""
+    db = parts.path.strip("/") or "0"
+    url = ";".join(
+        f"sentinel://{auth}{f'[{host}]' if ':' in host else host}:{port}/{db}"
+        for host, port in sentinels.nodes
+    )
+    options: dict[str, Any] = {"master_name": sentinels.master}
+    if sentinels.password:
+        # Given sentinel_kwargs, redis-py uses nothing else for the Sentinel connections.
+        options["sentinel_kwargs"] = {
+            "password": sentinels.password,
+            "socket_connect_timeout": settings.redis_timeout_s,
+            "socket_timeout": settings.redis_timeout_s,
+        }
+    return url, options
 
 
 def _heartbeat_while_running(app: Celery, runtime: Runtime) -> None:

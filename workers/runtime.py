@@ -64,14 +64,27 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        """The store, with a second client for blocking waits."""
-        url, timeout_s = self.settings.redis_url, self.settings.redis_timeout_s
-        wait = redis_client(url, timeout_s=timeout_s, blocking_s=self.settings.confirm_wait_s + 1)
+        """The store, with a second client for blocking waits; both follow Sentinel's primary
+        when Sentinel is configured."""
+        settings = self.settings
+        url, timeout_s, sentinels = (
+            settings.redis_url,
+            settings.redis_timeout_s,
+            settings.sentinels(),
+        )
+        acks, ack_s = settings.replica_acks, settings.redis_replica_ack_timeout_s
+        wait = redis_client(
+            url, timeout_s=timeout_s, blocking_s=settings.confirm_wait_s + 1, sentinels=sentinels
+        )
         return Store(
-            redis_client(url, timeout_s=timeout_s),
-            self.settings.key_prefix,
+            redis_client(
+                url, timeout_s=timeout_s, blocking_s=ack_s if acks else 0.0, sentinels=sentinels
+            ),
+            settings.key_prefix,
             wait_client=wait,
-            lookups={Kind.USER: self.settings.user_lookup_paths(), Kind.GROUP: ()},
+            lookups={Kind.USER: settings.user_lookup_paths(), Kind.GROUP: ()},
+            replica_acks=acks,
+            replica_ack_timeout_s=ack_s,
         )
 
     @cached_property

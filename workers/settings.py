@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from scim_bridge.store.connection import Sentinels
+
 CustomType = Literal["string", "boolean", "integer", "double"]
 # The custom attributes of Okta's documented example, so its example requests work as they are.
 _OKTA_EXAMPLE_ATTRIBUTES: dict[str, CustomType] = {
@@ -46,8 +48,21 @@ class Settings(BaseSettings):
 
     # Redis: read model and broker -----------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """The Redis server; with Sentinel, only its database number and credentials count."""
     redis_timeout_s: float = Field(1.0, gt=0, le=10)
     key_prefix: str = "sb"
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Sentinel nodes (``host:port,host:port,...``): every client finds the primary through
+    them, so a failover needs no restart."""
+    redis_sentinel_master: str | None = None
+    """The name the Sentinels monitor the primary under (``sentinel monitor <name> ...``)."""
+    redis_sentinel_password: SecretStr | None = None
+    """The Sentinels' own password (``requirepass`` of the Sentinel nodes), if any."""
+    redis_min_replica_acks: int | None = Field(None, ge=0)
+    """Replicas that must hold an accepted write before it is answered (Redis ``WAIT``);
+    default 1 with Sentinel, else 0 (no wait)."""
+    redis_replica_ack_timeout_s: float = Field(1.0, gt=0, le=10)
+    """How long a write waits for those replicas; short of them it is answered 503."""
 
     # Authentication of the Okta agent ---------------------------------------------------------
     auth_mode: Literal["basic", "header", "none"] = "header"
@@ -204,7 +219,29 @@ class Settings(BaseSettings):
             return self.visibility_timeout_s
         return 2 * max(self.lock_ttl_s, self.retry_backoff_max_s) + 60
 
-    @field_validator("allowed_hosts", mode="before")
+    @property
+    def replica_acks(self) -> int:
+        """Replica acknowledgements an accepted write waits for."""
+        if self.redis_min_replica_acks is not None:
+            return self.redis_min_replica_acks
+        return 1 if self.redis_sentinels else 0
+
+    def sentinels(self) -> Sentinels | None:
+        """Where Sentinel finds the primary, or None when ``redis_url`` names it directly."""
+        if not self.redis_sentinels or not self.redis_sentinel_master:
+            return None
+        nodes = []
+        for node in self.redis_sentinels:
+            host, _, port = node.rpartition(":")
+            nodes.append((host.strip("[]"), int(port)))
+        password = self.redis_sentinel_password
+        return Sentinels(
+            tuple(nodes),
+            self.redis_sentinel_master,
+            password.get_secret_value() if password is not None else None,
+        )
+
+    @field_validator("allowed_hosts", "redis_sentinels", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
@@ -275,6 +312,7 @@ class Settings(BaseSettings):
                 f"sweep_grace_s ({self.sweep_grace_s:g}) must exceed the lock TTL "
                 f"({self.lock_ttl_s:g}): a running task would be re-published"
             )
+        problems += self._sentinel_problems()
         if self.id_namespace is not None:
             try:
                 uuid.UUID(self.id_namespace)
@@ -292,6 +330,39 @@ class Settings(BaseSettings):
         if problems:
             raise SettingsError("invalid scim-bridge settings:\n  - " + "\n  - ".join(problems))
         return self
+
+    def _sentinel_problems(self) -> list[str]:
+        problems = []
+        for node in self.redis_sentinels:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                problems.append(
+                    f"SCIM_BRIDGE_REDIS_SENTINELS: {node!r} is not host:port "
+                    "(for example sentinel-1:26379,sentinel-2:26379,sentinel-3:26379)"
+                )
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            problems.append(
+                "SCIM_BRIDGE_REDIS_SENTINELS is set: set SCIM_BRIDGE_REDIS_SENTINEL_MASTER to the "
+                "name the Sentinels monitor the primary under"
+            )
+        if self.redis_sentinel_master and not self.redis_sentinels:
+            problems.append(
+                "SCIM_BRIDGE_REDIS_SENTINEL_MASTER is set without SCIM_BRIDGE_REDIS_SENTINELS: "
+                "list the Sentinel nodes (host:port,host:port,...)"
+            )
+        if self.redis_sentinels and not self.redis_url.startswith("redis://"):
+            problems.append(
+                "with Sentinel, SCIM_BRIDGE_REDIS_URL must be redis://[user:password@]host/db "
+                "(it gives the database number and credentials only)"
+            )
+        wait_s = self.redis_replica_ack_timeout_s
+        if self.replica_acks and wait_s + self.confirm_wait_s + 1 > self.timeout_budget_s / 2:
+            problems.append(
+                f"redis_replica_ack_timeout_s ({self.redis_replica_ack_timeout_s:g}) and "
+                f"confirm_wait_s ({self.confirm_wait_s:g}) must leave half the budget free: "
+                "lower SCIM_BRIDGE_REDIS_REPLICA_ACK_TIMEOUT_S"
+            )
+        return problems
 
     @property
     def okta_user_urn(self) -> str:
