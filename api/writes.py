@@ -388,6 +388,15 @@ class WriteService:
             # Stored on the primary and dirty: applied if the primary lives, and a retry of the
             # same request converges either way (docs/architecture.md, "Redis failover").
             self._publish_all(kind, rid, also)
+            log.warning(
+                "%s %s v%s: only %s of %s Redis replicas confirmed it within %g s; answered 503",
+                kind.resource_type,
+                rid,
+                short.version,
+                short.acks,
+                short.wanted,
+                short.timeout_s,
+            )
             raise ScimError(
                 503,
                 f"the {kind.resource_type} change was stored, but only {short.acks} of "

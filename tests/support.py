@@ -20,6 +20,7 @@ from scim_bridge.cli.processes import (
     redis_server_command,
     wait_until,
 )
+from scim_bridge.store import Sentinels
 from scim_bridge.workers.settings import Settings, load_settings
 
 TOKEN = "Bearer test-token"
@@ -119,6 +120,11 @@ class SentinelGroup:
             "SCIM_BRIDGE_REDIS_SENTINEL_MASTER": MASTER_NAME,
             "SCIM_BRIDGE_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
         }
+
+    def spec(self) -> Sentinels:
+        """The group as the store's clients take it."""
+        nodes = tuple(("127.0.0.1", port) for port in self.sentinel_ports)
+        return Sentinels(nodes, MASTER_NAME, SENTINEL_PASSWORD)
 
     def sentinel_client(self, index: int) -> redis.Redis:
         return redis.Redis(

@@ -3,7 +3,8 @@
 A :class:`Stack` owns one temporary directory and, inside it, everything a case needs:
 
 - a ``redis-server`` with its append-only file (``tests.support.RedisServer``), restartable on
-  the same port and directory;
+  the same port and directory; or, with ``sentinel=True``, a primary, a replica and three
+  Sentinels (``tests.support.SentinelGroup``) that every process reaches through Sentinel;
 - the legacy application: a SQLite database (``legacy.db``) behind the ``sql`` adapter;
 - Celery workers as subprocesses (``python -m scim_bridge.cli worker``, or ``tests/faults/worker_main.py``
   when a case needs a simulator flag no setting reaches), each in its own process group so that
@@ -43,8 +44,8 @@ from cryptography.fernet import Fernet
 
 from scim_bridge.cli import processes
 from scim_bridge.cli.processes import free_port, wait_until
-from scim_bridge.store import Kind, Store
-from tests.support import TOKEN, RedisServer
+from scim_bridge.store import Kind, Store, redis_client
+from tests.support import TOKEN, RedisServer, SentinelGroup
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = "/scim/v2/Users"
@@ -183,18 +184,23 @@ def _wait_group_gone(process: Process) -> None:
 class Stack:
     """Redis, the legacy database, workers, beat and the api of one case."""
 
-    def __init__(self, directory: Path, **settings: str) -> None:
+    def __init__(self, directory: Path, *, sentinel: bool = False, **settings: str) -> None:
+        """With ``sentinel``, Redis is a :class:`~tests.support.SentinelGroup` (a primary, a
+        replica, three Sentinels) and every process finds the primary through the Sentinels."""
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.redis_dir = directory / "redis"
         self.redis_dir.mkdir(exist_ok=True)
         self.db_path = directory / "legacy.db"
         self.sql_url = f"sqlite:///{self.db_path}"
-        self.redis = RedisServer(self.redis_dir)
+        self.group = SentinelGroup(self.redis_dir) if sentinel else None
+        self.redis = self.group.primary if self.group else RedisServer(self.redis_dir)
+        redis_settings = self.group.settings() if self.group else {}
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")},
             **BASE_SETTINGS,
             "SCIM_BRIDGE_REDIS_URL": self.redis.url,
+            **redis_settings,
             "SCIM_BRIDGE_PASSWORD_KEY": Fernet.generate_key().decode(),
             "SCIM_BRIDGE_SQL_URL": self.sql_url,
             **settings,
@@ -207,7 +213,10 @@ class Stack:
         self._supervising = threading.Event()
         self.api_url = ""
         self._counter = 0
-        self.client = redis.Redis.from_url(self.redis.url, socket_timeout=5)
+        if self.group is not None:  # the checks follow the primary too
+            self.client = redis_client(self.redis.url, timeout_s=5, sentinels=self.group.spec())
+        else:
+            self.client = redis.Redis.from_url(self.redis.url, socket_timeout=5)
         self.store = Store(self.client, "sb")
 
     # Starting things --------------------------------------------------------------------------
@@ -413,6 +422,8 @@ class Stack:
             terminate(process, 5) if process.alive() else kill_group(process)
         with contextlib.suppress(Exception):
             self.client.close()
+        if self.group is not None:
+            self.group.stop()
         with contextlib.suppress(Exception):
             self.redis.stop()
         if self.redis.process is not None:

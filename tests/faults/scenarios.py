@@ -304,6 +304,70 @@ def redis_restart(
     return outcome
 
 
+# 2b. The Redis primary killed, Sentinel promotes the replica -----------------------------------
+def sentinel_failover(
+    directory: Path, *, changes: int = 300, clients: int = 6, drain_s: float = 90
+) -> Outcome:
+    """Redis behind Sentinel (a primary, a replica, three Sentinels); the primary is killed
+    with SIGKILL a third into a burst of creates and updates. The Sentinels promote the replica;
+    the killed server is started again as a replica of the new primary (as deploy/'s Redis
+    start-up does), and the burst goes on. Every process finds the primary through the
+    Sentinels; every accepted write waited for one replica's acknowledgement (the default with
+    Sentinel), so the promoted replica holds everything answered 2xx."""
+    started = time.monotonic()
+    outcome = Outcome("Redis primary killed, Sentinel fails over", Report())
+    ledger = Ledger()
+    errors: list[str] = []
+    with Stack(directory / "sentinel", sentinel=True) as stack:
+        group = stack.group
+        assert group is not None
+        stack.start_worker(2)
+        stack.start_worker(2)
+        beat = stack.start_beat()
+        api = stack.start_api()
+        stack.supervise("on-failure")
+        seen: dict[str, Any] = {}
+
+        def fail_over(index: int) -> None:
+            old, new = group.primary, group.replica
+            killed = time.monotonic()
+            seen["accepted_before_kill"] = ledger.accepted
+            old.kill()
+            wait_until(lambda: group.master_ports() == {new.port}, timeout=60, interval=0.05)
+            seen["promoted_after_s"] = round(time.monotonic() - killed, 2)
+            group.rejoin(old)
+            wait_until(lambda: group.replica_synced(old), timeout=60, interval=0.05)
+            seen["replica_again_after_s"] = round(time.monotonic() - killed, 2)
+
+        trigger = Trigger([changes // 3], fail_over)
+        with Reader(stack.api_url, ledger.ids) as reader:
+            result = burst(
+                stack.api_url,
+                ledger,
+                changes=changes,
+                clients=clients,
+                prefix="failover",
+                on_progress=trigger.progress,
+            )
+            trigger.finish()
+        _reads(outcome, reader)
+        errors += result.errors + trigger.errors
+        outcome.facts.update(burst_s=round(result.seconds, 1), **seen)
+        outcome.facts["primary_now"] = (
+            "the old replica" if group.master_ports() == {group.replica.port} else "unchanged"
+        )
+        _finish(outcome, stack, ledger, drain_s, started, errors)
+        outcome.facts.update(
+            sweeper_republished=_republished(stack),
+            replica_shortfalls_logged=len(stack.grep_logs("Redis replicas confirmed it")),
+            worker_exits=list(stack.exits),
+            workers_alive=sum(1 for w in stack.workers if w.alive()),
+            beat_alive=beat.alive(),
+            api_alive=api.alive(),
+        )
+    return outcome
+
+
 # 3. The legacy application down for a while ------------------------------------------------------
 def legacy_down(
     directory: Path,

@@ -45,6 +45,20 @@ def test_redis_restarted_with_its_append_only_file_during_a_burst(fault_dir, sho
     assert facts["beat_alive"] and facts["api_alive"], text
 
 
+def test_redis_primary_killed_and_sentinel_promotes_the_replica_during_a_burst(fault_dir, show):
+    outcome = scenarios.sentinel_failover(fault_dir, changes=300)
+    text = show(outcome)
+    facts = outcome.facts
+    answered = outcome.report.accepted + facts["adopted_creates"] + facts["resolved_deletes"]
+    assert answered == 300, text  # every change accepted, or found stored after a 5xx
+    assert_invariant(outcome, text, at_least=250)
+    assert facts["primary_now"] == "the old replica", text
+    assert 0 < facts["accepted_before_kill"] < 300, text  # the kill came mid-burst
+    assert sum(facts["not_accepted_answers"].values()) > 0, text  # the clients saw it
+    assert facts["worker_exits"] == [], text
+    assert facts["beat_alive"] and facts["api_alive"], text
+
+
 def test_legacy_application_down_for_a_while_then_back(fault_dir, show):
     outcome = scenarios.legacy_down(fault_dir, changes=200, down_s=6.0)
     text = show(outcome)
