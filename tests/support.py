@@ -156,11 +156,7 @@ class SentinelGroup:
     @staticmethod
     def replica_synced(server: RedisServer) -> bool:
         """Whether ``server`` is a replica with a live link to its primary."""
-        try:
-            info = redis.Redis(port=server.port, socket_timeout=2).info("replication")
-        except redis.RedisError:
-            return False
-        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+        return replica_of(server.port) is not None
 
     def current_primary(self) -> RedisServer:
         """The server the Sentinels name as primary (after a failover, the old replica)."""
@@ -207,3 +203,15 @@ def make_settings(redis_url: str, password_key: str, **overrides: Any) -> Settin
     }
     values.update(overrides)
     return load_settings(**values)
+
+
+def replica_of(port: int) -> int | None:
+    """The port of the primary the server on ``port`` replicates with a live link, or None."""
+    try:
+        with redis.Redis(port=port, socket_timeout=2) as client:
+            info = client.info("replication")
+    except redis.RedisError:
+        return None
+    if info.get("role") == "slave" and info.get("master_link_status") == "up":
+        return int(info["master_port"])
+    return None

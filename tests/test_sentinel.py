@@ -4,8 +4,11 @@ suite's case (tests/faults)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,14 +18,22 @@ import pytest
 import redis
 
 from scim_bridge.api.app import create_app
-from scim_bridge.cli.processes import wait_until
+from scim_bridge.cli.processes import free_port, redis_server_binary, wait_until
 from scim_bridge.store import Field, Kind, Store
 from scim_bridge.store.keys import QUEUE
 from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.runtime import Runtime
 from scim_bridge.workers.settings import Settings, SettingsError, load_settings
 from scim_bridge.workers.tasks import RECONCILE
-from tests.support import TOKEN, SentinelGroup, make_settings
+from tests.support import (
+    MASTER_NAME,
+    SENTINEL_PASSWORD,
+    TOKEN,
+    SentinelGroup,
+    _pings,
+    make_settings,
+    replica_of,
+)
 from tests.test_users import user_body
 
 USERS = "/scim/v2/Users"
@@ -204,3 +215,91 @@ def test_without_any_replica_a_create_is_503_yet_applied_exactly_once(
         )
     )
     assert [c[0] for c in legacy.adapter.calls] == ["create_user"]
+
+
+# deploy/'s start-up of Redis and Sentinel -------------------------------------------------------
+TOPOLOGY = Path(__file__).resolve().parents[1] / "deploy" / "redis" / "sentinel-topology.sh"
+
+
+def test_the_deploy_start_up_brings_a_killed_primary_back_as_a_replica_of_the_promoted_one(
+    tmp_path,
+):
+    redis_ports = {"redis-a": free_port(), "redis-b": free_port()}
+    # A copy: Sentinel has the servers rewrite their configuration file (CONFIG REWRITE).
+    conf = tmp_path / "redis.conf"
+    shutil.copy(TOPOLOGY.parent / "redis.conf", conf)
+    sentinel_ports = [free_port() for _ in range(3)]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(redis_server_binary()).parent}:{os.environ['PATH']}",
+        "SENTINELS": ",".join(f"127.0.0.1:{port}" for port in sentinel_ports),
+        "MASTER_NAME": MASTER_NAME,
+        "FIRST_PRIMARY": f"127.0.0.1:{redis_ports['redis-a']}",
+        "ANNOUNCE_HOST": "127.0.0.1",
+        "BIND_ADDRESS": "127.0.0.1",
+        "REDIS_CONF": str(conf),
+        "SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        "DOWN_AFTER_MS": "1000",
+        "FAILOVER_TIMEOUT_MS": "3000",
+    }
+    started: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(name: str, role: str, **extra: str) -> None:
+        directory = tmp_path / name
+        directory.mkdir(exist_ok=True)
+        argv = ["sh", str(TOPOLOGY), role]
+        if role == "redis":
+            argv += ["--repl-diskless-sync-delay", "0"]
+        started[name] = subprocess.Popen(
+            argv,
+            env={**env, "DATA_DIR": str(directory), **extra},
+            stdout=(tmp_path / f"{name}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def sentinels_agree() -> bool:
+        for port in sentinel_ports:
+            sentinel = redis.Redis(port=port, password=SENTINEL_PASSWORD)
+            try:
+                with sentinel:
+                    state = sentinel.sentinel_master(MASTER_NAME)
+            except redis.RedisError:
+                return False
+            if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1 or state["is_sdown"]:
+                return False
+        return True
+
+    def primary_named() -> set[int]:
+        named = set()
+        for port in sentinel_ports:
+            sentinel = redis.Redis(port=port, password=SENTINEL_PASSWORD)
+            with contextlib.suppress(redis.RedisError), sentinel:
+                found = sentinel.sentinel_get_master_addr_by_name(MASTER_NAME)
+                named.add(int(found[1]) if found else 0)
+        return named
+
+    try:
+        for name, port in redis_ports.items():
+            start(name, "redis", REDIS_PORT=str(port))
+        for index, port in enumerate(sentinel_ports):
+            start(f"sentinel-{index}", "sentinel", SENTINEL_PORT=str(port))
+        a, b = redis_ports["redis-a"], redis_ports["redis-b"]
+        wait_until(lambda: replica_of(b) == a, timeout=20)
+        wait_until(lambda: primary_named() == {a}, timeout=20)
+        wait_until(sentinels_agree, timeout=30, interval=0.1)
+
+        started["redis-a"].kill()  # exec'd: the process is redis-server itself
+        started["redis-a"].wait(10)
+        wait_until(lambda: primary_named() == {b}, timeout=30, interval=0.1)
+        start("redis-a", "redis", REDIS_PORT=str(a))
+        # A replica from its first moment, never a second primary with older data.
+        with redis.Redis(port=a) as back:
+            wait_until(lambda: _pings(back), timeout=10)
+            assert back.info("replication")["role"] == "slave"
+        wait_until(lambda: replica_of(a) == b, timeout=20)
+        log = (tmp_path / "redis-a.log").read_text()
+        assert f"starts as a replica of 127.0.0.1 {b}" in log
+    finally:
+        for process in started.values():
+            process.kill()
+            process.wait(10)
