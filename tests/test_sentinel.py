@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,12 +17,14 @@ from typing import Any
 import falcon.testing
 import pytest
 import redis
+import yaml
 
 from scim_bridge.api.app import create_app
 from scim_bridge.cli.processes import free_port, redis_server_binary, wait_until
 from scim_bridge.store import Field, Kind, Store
 from scim_bridge.store.keys import QUEUE
 from scim_bridge.workers.celery_app import create_celery
+from scim_bridge.workers.passwords import PasswordVault
 from scim_bridge.workers.runtime import Runtime
 from scim_bridge.workers.settings import Settings, SettingsError, load_settings
 from scim_bridge.workers.tasks import RECONCILE
@@ -303,3 +306,28 @@ def test_the_deploy_start_up_brings_a_killed_primary_back_as_a_replica_of_the_pr
         for process in started.values():
             process.kill()
             process.wait(10)
+
+
+def test_the_shipped_compose_and_kubernetes_settings_configure_sentinel(monkeypatch):
+    deploy = TOPOLOGY.parents[1]
+    compose = yaml.safe_load((deploy / "compose.yaml").read_text())
+    shared = compose["services"]["api"]["environment"]
+    k8s = yaml.safe_load((deploy / "kubernetes" / "configmap.yaml").read_text())["data"]
+    secret = yaml.safe_load((deploy / "kubernetes" / "secret.example.yaml").read_text())
+    for variables in (shared, {**k8s, **secret["stringData"]}):
+        for name in [n for n in os.environ if n.startswith("SCIM_BRIDGE_")]:
+            monkeypatch.delenv(name)  # each file on its own
+        for name, value in variables.items():
+            if name.startswith("SCIM_BRIDGE_") and name != "SCIM_BRIDGE_PORT":
+                # compose's ${NAME:-default} / ${NAME:?message}: the default, or a stand-in
+                found = re.fullmatch(r"\$\{\w+:(-|\?)(.*)\}", str(value))
+                value = found.group(2) if found and found.group(1) == "-" else value
+                monkeypatch.setenv(name, "set-in-env" if found and found.group(1) == "?" else value)
+        settings = load_settings(password_key=PasswordVault.generate_key().decode())
+        sentinels = settings.sentinels()
+        assert sentinels is not None and len(sentinels.nodes) == 3
+        assert sentinels.master == "scim-bridge" and sentinels.password
+        assert settings.replica_acks == 1
+    topology = compose["x-redis"]["environment"]
+    assert topology["MASTER_NAME"] == shared["SCIM_BRIDGE_REDIS_SENTINEL_MASTER"]
+    assert topology["SENTINELS"] == shared["SCIM_BRIDGE_REDIS_SENTINELS"]
