@@ -9,13 +9,14 @@ from scim_bridge.store.model import (
     OutcomeStatus,
     ReplicationShortfall,
     Snapshot,
+    Status,
     SyncState,
     UniquenessConflict,
     VersionConflict,
     dumps,
     now_iso,
 )
-from scim_bridge.store.store import Status, Store
+from scim_bridge.store.store import PipelineStatus, Store
 
 __all__ = [
     "ChangeOutcome",
@@ -23,6 +24,7 @@ __all__ = [
     "Keys",
     "Kind",
     "OutcomeStatus",
+    "PipelineStatus",
     "ReplicationShortfall",
     "Sentinels",
     "Snapshot",

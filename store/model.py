@@ -12,20 +12,52 @@ from typing import Any
 from scim_bridge.store.keys import Kind
 
 
+class Status(StrEnum):
+    """The one vocabulary of statuses across the store and the workers.
+
+    A resource's sync state and a version's outcome (the narrower :class:`SyncState` and
+    :class:`OutcomeStatus` below take their values from here), what a reconciliation did
+    (:class:`scim_bridge.workers.reconciler.Result`) and what the store's scripts answer.
+    """
+
+    PENDING = "pending"
+    """A change is accepted and not yet applied."""
+    APPLIED = "applied"
+    """The legacy application confirmed the desired state."""
+    FAILED = "failed"
+    """The change was refused or kept failing: it is dead-lettered."""
+    SUPERSEDED = "superseded"
+    """A later version replaced this one before it was applied."""
+    NOOP = "noop"
+    """Desired and applied state were equal: no legacy call."""
+    LOCKED = "locked"
+    """Another task holds the resource's reconcile lock."""
+    GONE = "gone"
+    """The resource no longer exists."""
+    REQUEUE = "requeue"
+    """Desired state moved during the reconciliation: reconcile again."""
+    MOVED = "moved"
+    """The resource changed since it was read."""
+    SETTLED = "settled"
+    """The applied state is recorded and the dirty mark cleared."""
+    PURGED = "purged"
+    """A confirmed delete or a refused create: the resource's hash is removed."""
+
+
 class SyncState(StrEnum):
     """Where a resource's desired state stands with the legacy application."""
 
-    PENDING = "pending"
-    APPLIED = "applied"
-    FAILED = "failed"
+    PENDING = Status.PENDING
+    APPLIED = Status.APPLIED
+    FAILED = Status.FAILED
 
 
 class OutcomeStatus(StrEnum):
     """What became of one version, as the waiting api learns it."""
 
-    APPLIED = "applied"
-    FAILED = "failed"
-    SUPERSEDED = "superseded"
+    APPLIED = Status.APPLIED
+    FAILED = Status.FAILED
+    SUPERSEDED = Status.SUPERSEDED
 
 
 UNIQUE_ATTRIBUTES: dict[Kind, dict[str, bool]] = {

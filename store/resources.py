@@ -14,6 +14,7 @@ from scim_bridge.store.model import (
     UNIQUE_ATTRIBUTES,
     ReplicationShortfall,
     Snapshot,
+    Status,
     SyncState,
     UniquenessConflict,
     VersionConflict,
@@ -328,7 +329,7 @@ class ResourceStore(Area):
             ],
             args=[rid, snapshot.version, ref(kind, rid), json.dumps(releases), json.dumps(removes)],
         )
-        return bool(result == b"purged")
+        return bool(result == Status.PURGED.encode())
 
     # What the legacy application can do ----------------------------------------------------
     def publish_capabilities(self, functions: Iterable[str]) -> None:

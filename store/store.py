@@ -20,7 +20,7 @@ from scim_bridge.store.work import WorkStore
 
 
 @dataclass(frozen=True)
-class Status:
+class PipelineStatus:
     """A snapshot of the pipeline: what ``scim-bridge status`` prints and ``/metrics`` serves."""
 
     backlog: int
@@ -68,14 +68,14 @@ class Store(ResourceStore, WorkStore, DeadLetterStore, FleetStore):
         """Whether Redis answers (raises ``redis.RedisError`` when it does not)."""
         return bool(self.redis.ping())
 
-    def status(self) -> Status:
+    def status(self) -> PipelineStatus:
         """Every figure an operator watches."""
         oldest = self.oldest_pending()
         resource = None
         if oldest is not None:
             kind, rid = parse_ref(oldest[0])
             resource = f"{kind.resource_type} {rid}"
-        return Status(
+        return PipelineStatus(
             backlog=self.backlog(),
             oldest_pending=resource,
             oldest_pending_age_s=round(max(0.0, time.time() - oldest[1]), 3) if oldest else None,

@@ -9,7 +9,7 @@ import redis
 
 from scim_bridge.store.base import Area
 from scim_bridge.store.keys import QUEUE, UNACKED, Field, Kind, parse_ref, ref
-from scim_bridge.store.model import ChangeOutcome, Snapshot, dumps
+from scim_bridge.store.model import ChangeOutcome, Snapshot, Status, dumps
 from scim_bridge.store.resources import snapshot_from
 
 
@@ -62,11 +62,11 @@ class WorkStore(Area):
         applied: Mapping[str, Any] | None,
         legacy_key: str | None,
         password_hash: str | None = None,
-    ) -> str:
+    ) -> Status:
         """Record what the legacy application confirmed; clear the dirty mark if still current.
 
-        Returns ``settled``, ``purged`` (a confirmed delete), ``moved`` (desired changed
-        meanwhile: reconcile again) or ``gone``.
+        Returns :attr:`Status.SETTLED`, :attr:`~Status.PURGED` (a confirmed delete),
+        :attr:`~Status.MOVED` (desired changed meanwhile: reconcile again) or :attr:`~Status.GONE`.
         """
         result = self.scripts["settle"](
             keys=[self.keys.resource(kind, rid), self.keys.dirty, self.keys.pending],
@@ -78,7 +78,7 @@ class WorkStore(Area):
                 ref(kind, rid),
             ],
         )
-        return cast(bytes, result).decode()
+        return Status(cast(bytes, result).decode())
 
     def mark_doubt(self, kind: Kind, rid: str) -> None:
         """The legacy state of a resource is unknown: its next reconciliation pushes it all."""

@@ -4,10 +4,10 @@ See docs/architecture.md, "The write path".
 
 Plain code, no Celery: the task in :mod:`scim_bridge.workers.tasks` only calls
 :meth:`Reconciler.reconcile` and turns :class:`RetryLater` into a Celery retry. Under the
-per-resource lock the reconciler
-reads desired and applied state, derives the operations (create, update, deactivate, reactivate,
-password change, member add/remove, delete), calls the adapter under one deadline, and records
-the applied state. It always applies the *latest* desired state, so duplicated, reordered or
+per-resource lock the reconciler reads desired and applied state, lets
+:func:`scim_bridge.workers.decisions.decide` choose the operations (create, update, deactivate,
+reactivate, password change, member add/remove, delete), executes them under one deadline, and
+records the applied state. It always applies the *latest* desired state, so duplicated, reordered or
 superseded tasks are harmless and ten quick updates cost one legacy call.
 """
 
@@ -16,8 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scim_bridge.adapters.errors import ConflictError, PermanentError, TransientError
@@ -27,19 +26,19 @@ from scim_bridge.store import (
     Kind,
     OutcomeStatus,
     Snapshot,
+    Status,
     Store,
     UniquenessConflict,
     VersionConflict,
 )
 from scim_bridge.store.model import member_ids
+from scim_bridge.workers.decisions import QUESTIONS, Action, Operation, Situation, decide
 from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
 from scim_bridge.workers.metrics import metrics
 from scim_bridge.workers.passwords import PasswordVault, hash_password, password_matches
 
 log = logging.getLogger("scim_bridge.reconcile")
 
-# Attributes that are scim-bridge's bookkeeping, not part of what the legacy application holds.
-_NOT_PROFILE = frozenset({"meta", "groups", "password", "members", "active"})
 _MAX_PASSES = 5
 
 
@@ -60,15 +59,10 @@ class RetryLater(Exception):
 
 @dataclass(frozen=True)
 class Result:
-    """What one reconciliation did: ``applied``, ``noop``, ``locked``, ``failed``, ``gone``."""
+    """What one reconciliation did: applied, noop, locked, failed, gone or requeue."""
 
-    status: str
+    status: Status
     operations: tuple[str, ...] = ()
-
-
-def profile(doc: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The part of a resource the legacy application stores as its profile."""
-    return {k: v for k, v in (doc or {}).items() if k not in _NOT_PROFILE}
 
 
 class Reconciler:
@@ -103,13 +97,13 @@ class Reconciler:
         acquired, starts, snap = self.store.claim(kind, rid, token, self.lock_ttl_s)
         if not acquired:
             # Another task holds the lock; it re-reads desired state after it lets go.
-            return Result("locked")
+            return Result(Status.LOCKED)
         started = time.monotonic()
         operations: list[str] = []
-        status, seen = "requeue", 0
+        status, seen = Status.REQUEUE, 0
         try:
             if not snap.exists:
-                return Result("gone")
+                return Result(Status.GONE)
             if starts > self.max_starts:
                 # Begun this many times and never finished: each start lost its worker.
                 reason = (
@@ -117,36 +111,32 @@ class Reconciler:
                     "(the worker was lost each time)"
                 )
                 if self._fail(snap, PermanentError(reason), operations, unknown=True):
-                    return Result("requeue", tuple(operations))
-                return Result("failed", tuple(operations))
+                    return Result(Status.REQUEUE, tuple(operations))
+                return Result(Status.FAILED, tuple(operations))
             for _ in range(_MAX_PASSES):
                 seen = snap.version
                 status = self._pass(snap, operations)
-                if status != "moved":
+                if status is not Status.MOVED:
                     break
                 snap = self.store.snapshot(kind, rid)
                 if not snap.exists:
-                    return Result("gone", tuple(operations))
+                    return Result(Status.GONE, tuple(operations))
         finally:
             version_now = self.store.release(kind, rid, token, time.monotonic() - started)
         # A refused change rolled the read model back, which is one version more.
-        settled_version = seen + 1 if status == "failed" else seen
-        if status in ("moved", "requeue") or version_now > settled_version:
-            return Result("requeue", tuple(operations))
+        settled_version = seen + 1 if status is Status.FAILED else seen
+        if status in (Status.MOVED, Status.REQUEUE) or version_now > settled_version:
+            return Result(Status.REQUEUE, tuple(operations))
         return Result(status, tuple(operations))
 
     # One pass -----------------------------------------------------------------------------------
-    def _pass(self, snap: Snapshot, operations: list[str]) -> str:
+    def _pass(self, snap: Snapshot, operations: list[str]) -> Status:
         # Each legacy call gets the adapter deadline; the pass as a whole (a full push after an
         # unknown outcome makes several calls) stays inside the task's time limit.
         deadline = Deadline.after(self.pass_budget_s)
-        password_hash: str | None = None
         done_before = len(operations)
         try:
-            if snap.kind is Kind.USER:
-                key, password_hash = self._user(snap, deadline, operations)
-            else:
-                key = self._group(snap, deadline, operations)
+            key, password_hash = self._apply(snap, deadline, operations)
         except (PermanentError, ConflictError) as exc:
             # Calls of this pass that succeeded before the refusal changed the legacy state.
             unknown = snap.in_doubt or len(operations) > done_before
@@ -155,8 +145,9 @@ class Reconciler:
                 # resource stays in doubt, so its next change is pushed in full.
                 self._fail(snap, exc, operations, unknown=False)
                 self.store.mark_doubt(snap.kind, snap.id)
-                return "failed"
-            return "requeue" if self._fail(snap, exc, operations, unknown=unknown) else "failed"
+                return Status.FAILED
+            again = self._fail(snap, exc, operations, unknown=unknown)
+            return Status.REQUEUE if again else Status.FAILED
         except (CircuitOpen, LegacyBusy) as exc:
             if not snap.in_doubt and len(operations) == done_before:
                 # Nothing reached the legacy application: its state is known, no full push.
@@ -181,143 +172,113 @@ class Reconciler:
             range(snap.applied_version + 1, snap.version + 1),
             ChangeOutcome(OutcomeStatus.APPLIED, snap.version),
         )
-        if settled == "moved":
-            return "moved"
-        return "applied" if operations else "noop"
+        if settled is Status.MOVED:
+            return Status.MOVED
+        return Status.APPLIED if operations else Status.NOOP
 
-    def _user(
+    def _apply(
         self, snap: Snapshot, deadline: Deadline, operations: list[str]
     ) -> tuple[str | None, str | None]:
-        adapter, key = self.adapter, snap.legacy_key
-        if key is None and snap.in_doubt:
-            # An earlier create may have landed without its answer being recorded.
-            # The desired document lets an application without a SCIM id column find the
-            # record by its unique login.
-            key = adapter.find_created_user(
-                snap.id,
-                profile(snap.desired or snap.applied or {}),
-                deadline=deadline.within(self.deadline_s),
-            )
-        if snap.deleted:
-            if key is not None:
-                adapter.delete_user(key, deadline=deadline.within(self.deadline_s))
-                operations.append("delete")
-            return key, None
-        desired = snap.desired or {}
-        password = self._pending_password(snap)
-        if key is None:
-            key = adapter.create_user(
-                snap.id,
-                profile(desired) | {"active": desired.get("active", True)},
-                password=password,
-                deadline=deadline.within(self.deadline_s),
-            )
-            operations.append("create")
-            return key, hash_password(password) if password is not None else None
-        applied = snap.applied or {}
-        was_active, is_active = applied.get("active", True), desired.get("active", True)
-        # In doubt, what the legacy application holds is unknown: push every part of the state
-        # (each call is idempotent) instead of the difference from what was recorded.
-        in_doubt = snap.in_doubt or snap.applied is None
-        # Deactivation goes first and reactivation last, so a refused profile change never
-        # leaves someone Okta turned off able to sign in.
-        if not is_active and (was_active or in_doubt):
-            adapter.deactivate_user(key, deadline=deadline.within(self.deadline_s))
-            operations.append("deactivate")
-        if in_doubt or profile(desired) != profile(applied):
-            adapter.update_user(
-                key,
-                profile(desired) | {"active": is_active},
-                previous=profile(applied) | {"active": was_active},
-                deadline=deadline.within(self.deadline_s),
-            )
-            operations.append("update")
-        if is_active and (not was_active or in_doubt):
-            adapter.reactivate_user(key, deadline=deadline.within(self.deadline_s))
-            operations.append("reactivate")
-        password_hash = None
-        if password is not None and (
-            in_doubt or not password_matches(password, snap.password_hash)
-        ):
-            adapter.set_password(key, password, deadline=deadline.within(self.deadline_s))
-            operations.append("password")
-            password_hash = hash_password(password)
-        return key, password_hash
+        """Decide, ask the legacy application what the decision needs to know, execute.
 
-    def _pending_password(self, snap: Snapshot) -> str | None:
-        if snap.password_token is None:
-            return None
+        Returns the legacy key and the hash of the password pushed, if one was.
+        """
+        situation = Situation.of(snap, **self._members(snap))
+        password: str | None = None
+        while True:
+            decided = decide(situation)
+            question = decided[-1] if decided and decided[-1].action in QUESTIONS else None
+            opens = situation.password_pending and not situation.deleted and password is None
+            if question is None and opens:
+                # Opened once the search for a create in doubt is done.
+                password = self._pending_password(snap)
+                unchanged = password_matches(password, snap.password_hash)
+                situation = replace(situation, password_unchanged=unchanged)
+                continue
+            for operation in decided:
+                if operation is question:
+                    break
+                key = self._execute(situation, operation, password, deadline)
+                situation = replace(situation, legacy_key=key)
+                operations.append(operation.action)
+            if question is None:
+                break
+            situation = self._ask(situation, question, deadline)
+        pushed = any(op.action in (Action.CREATE, Action.PASSWORD) for op in decided)
+        password_hash = hash_password(password) if pushed and password is not None else None
+        return situation.legacy_key, password_hash
+
+    def _pending_password(self, snap: Snapshot) -> str:
+        assert snap.password_token is not None
         if self.vault is None:
             raise PermanentError("a password is pending but no password key is configured")
         return self.vault.open(snap.password_token)
 
-    def _group(self, snap: Snapshot, deadline: Deadline, operations: list[str]) -> str | None:
-        adapter, key = self.adapter, snap.legacy_key
-        if key is None and snap.in_doubt:
-            key = adapter.find_created_group(
-                snap.id,
-                profile(snap.desired or snap.applied or {}),
-                deadline=deadline.within(self.deadline_s),
+    def _ask(self, situation: Situation, question: Operation, deadline: Deadline) -> Situation:
+        """The situation with the legacy application's answer to ``question``."""
+        adapter, within = self.adapter, deadline.within(self.deadline_s)
+        if question.action is Action.FIND_CREATED:
+            find = (
+                adapter.find_created_user
+                if situation.kind is Kind.USER
+                else adapter.find_created_group
             )
-        if snap.deleted:
-            if key is not None:
-                adapter.delete_group(key, deadline=deadline.within(self.deadline_s))
-                operations.append("delete")
-            return key
-        desired, applied = snap.desired or {}, snap.applied or {}
-        wanted = member_ids(desired)
-        if key is not None and (snap.in_doubt or snap.applied is None):
-            # What the legacy application holds is unknown: read its members, push everything.
-            wanted_keys = self._member_keys(wanted, require=True)
-            adapter.update_group(
-                key,
-                profile(desired),
-                previous=profile(applied),
-                deadline=deadline.within(self.deadline_s),
+            key = find(situation.id, dict(question.document or {}), deadline=within)
+            return replace(situation, legacy_key=key, searched=True)
+        record = adapter.get_group(situation.legacy_key or "", deadline=within)
+        held = list(record.document.get("members") or []) if record is not None else []
+        return replace(situation, legacy_members=tuple(held))
+
+    def _execute(
+        self,
+        situation: Situation,
+        operation: Operation,
+        password: str | None,
+        deadline: Deadline,
+    ) -> str | None:
+        """Make one legacy call; the legacy key afterwards."""
+        adapter, key, action = self.adapter, situation.legacy_key, operation.action
+        within = deadline.within(self.deadline_s)
+        document, previous = dict(operation.document or {}), dict(operation.previous or {})
+        user = situation.kind is Kind.USER
+        if action is Action.WAIT:
+            raise TransientError(
+                f"member {operation.members[0]} is not created in the legacy application yet"
             )
-            operations.append("update")
-            record = adapter.get_group(key, deadline=deadline.within(self.deadline_s))
-            had_keys = list(record.document.get("members") or []) if record is not None else []
-            to_add = [k for k in wanted_keys if k not in set(had_keys)]
-            to_remove = [k for k in had_keys if k not in set(wanted_keys)]
-        else:
-            had = member_ids(applied) if key is not None else []
-            # Members still pending creation make the group wait (a transient error).
-            to_add = self._member_keys([m for m in wanted if m not in set(had)], require=True)
-            to_remove = self._member_keys([m for m in had if m not in set(wanted)], require=False)
-            if key is None:
-                key = adapter.create_group(
-                    snap.id, profile(desired), deadline=deadline.within(self.deadline_s)
-                )
-                operations.append("create")
-            elif profile(desired) != profile(applied):
-                adapter.update_group(
-                    key,
-                    profile(desired),
-                    previous=profile(applied),
-                    deadline=deadline.within(self.deadline_s),
-                )
-                operations.append("update")
-        if to_add:
-            adapter.add_members(key, to_add, deadline=deadline.within(self.deadline_s))
-            operations.append("add_members")
-        if to_remove:
-            adapter.remove_members(key, to_remove, deadline=deadline.within(self.deadline_s))
-            operations.append("remove_members")
+        if action is Action.CREATE and user:
+            return adapter.create_user(situation.id, document, password=password, deadline=within)
+        if action is Action.CREATE:
+            return adapter.create_group(situation.id, document, deadline=within)
+        assert key is not None, f"{action} needs the legacy key"  # decide() creates first
+        if action is Action.DELETE:
+            (adapter.delete_user if user else adapter.delete_group)(key, deadline=within)
+        elif action is Action.UPDATE:
+            update = adapter.update_user if user else adapter.update_group
+            update(key, document, previous=previous, deadline=within)
+        elif action is Action.DEACTIVATE:
+            adapter.deactivate_user(key, deadline=within)
+        elif action is Action.REACTIVATE:
+            adapter.reactivate_user(key, deadline=within)
+        elif action is Action.PASSWORD:
+            adapter.set_password(key, password or "", deadline=within)
+        elif action is Action.ADD_MEMBERS:
+            adapter.add_members(key, list(operation.members), deadline=within)
+        elif action is Action.REMOVE_MEMBERS:
+            adapter.remove_members(key, list(operation.members), deadline=within)
         return key
 
-    def _member_keys(self, user_ids: Sequence[str], *, require: bool) -> list[str]:
-        """Legacy keys of users; a member still pending creation makes the group wait."""
-        keys = []
-        for user_id in user_ids:
+    def _members(self, snap: Snapshot) -> dict[str, Any]:
+        """What the store knows of a group's members: legacy keys, and who is not created yet."""
+        if snap.kind is not Kind.GROUP or snap.deleted:
+            return {}
+        keys, not_created = {}, set()
+        for user_id in dict.fromkeys(member_ids(snap.desired) + member_ids(snap.applied)):
             user = self.store.snapshot(Kind.USER, user_id)
             if user.legacy_key is not None:
-                keys.append(user.legacy_key)
-            elif require and user.exists and not user.deleted:
-                raise TransientError(
-                    f"member {user_id} is not created in the legacy application yet"
-                )
-        return keys
+                keys[user_id] = user.legacy_key
+            elif user.exists and not user.deleted:
+                not_created.add(user_id)
+        return {"member_keys": keys, "members_not_created": frozenset(not_created)}
 
     def give_up(self, kind: Kind, rid: str, reason: str) -> None:
         """Dead-letter a change that kept failing transiently, as if it had been refused."""
@@ -343,7 +304,9 @@ class Reconciler:
         that may have landed becomes a delete, so no record is left behind unknown to Okta.
         """
         operation = (
-            "delete" if snap.deleted else ("create" if snap.legacy_key is None else "update")
+            Action.DELETE
+            if snap.deleted
+            else (Action.CREATE if snap.legacy_key is None else Action.UPDATE)
         )
         log.warning(
             "legacy application refused %s of %s %s: %s",

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from scim_bridge.adapters.errors import AdapterError
-from scim_bridge.store import Kind
+from scim_bridge.store import Kind, Status
 from scim_bridge.store.keys import QUEUE
 from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
 from scim_bridge.workers.metrics import metrics
@@ -87,8 +87,8 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
                 runtime.reconciler.give_up(
                     resource_kind, rid, f"{exc.reason} (gave up after {failures} attempts)"
                 )
-                _observe(resource_kind, "failed", started)
-                return "failed"
+                _observe(resource_kind, Status.FAILED, started)
+                return Status.FAILED.value
             _observe(resource_kind, "retry", started)
             metrics().retries.labels(resource_kind.resource_type, retry_cause(exc)).inc()
             countdown = backoff_s(
@@ -101,9 +101,9 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
             log.info("retrying %s %s in %.1fs: %s", kind, rid, countdown, exc.reason)
             raise self.retry(countdown=countdown, exc=exc) from None
         _observe(resource_kind, result.status, started)
-        if result.status == "requeue":
+        if result.status is Status.REQUEUE:
             reconcile.apply_async(args=(kind, rid))
-        return result.status
+        return result.status.value
 
     @app.task(name=SWEEP, shared=False)
     def sweep() -> int:
