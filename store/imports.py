@@ -28,28 +28,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from scim_bridge.store.keys import Kind, ref
-from scim_bridge.store.model import lookup_values, member_ids, unique_values
+from scim_bridge.store.keys import APPLIED_IS_DESIRED, Field, Kind, ref
+from scim_bridge.store.model import Status, lookup_values, member_ids, unique_values
 
 if TYPE_CHECKING:
     from scim_bridge.store.store import Store
 
-# Take the pass lock, or take it over from a process of this host that died holding it.
-_LOCK = """
-local owner = redis.call('GET', KEYS[1])
-if not owner or owner == ARGV[2] or owner == ARGV[3] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
-  return 1
-end
-return 0
-"""
-
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_FIELDS = ("v", "st", "doc", "app", "lk", "org", "iv", "del")
+_FIELDS = (
+    Field.VERSION,
+    Field.SYNC_STATE,
+    Field.DESIRED,
+    Field.APPLIED,
+    Field.LEGACY_KEY,
+    Field.ORIGIN,
+    Field.IMPORTED_VERSION,
+    Field.DELETED,
+)
 
 
 @dataclass
@@ -93,8 +87,9 @@ class ImportStore:
         self.keys = model.keys
         self.prefix = model.keys.prefix
         self._observe = model.scripts["observe"]
-        self._lock = self.redis.register_script(_LOCK)
-        self._unlock = self.redis.register_script(_UNLOCK)
+        # Take the pass lock, or take it over from a process of this host that died holding it.
+        self._lock = model.scripts["pass_lock"]
+        self._unlock = model.scripts["unlock"]
 
     def key(self, name: str) -> str:
         """The key of one of the import's own structures (``sync:run``, ...)."""
@@ -120,9 +115,13 @@ class ImportStore:
             if v is not None:
                 desired = json.loads(doc) if doc else None
                 stored.version = int(v)
-                stored.pending = st == b"pending" or score is not None or deleted == b"1"
+                pending = st == Status.PENDING.encode()
+                stored.pending = pending or score is not None or deleted == b"1"
                 stored.desired = desired
-                stored.applied = desired if app == b"=" else (json.loads(app) if app else None)
+                if app == APPLIED_IS_DESIRED.encode():
+                    stored.applied = desired
+                else:
+                    stored.applied = json.loads(app) if app else None
                 stored.legacy_key = lk.decode() if lk else None
                 stored.origin = org.decode() if org else None
             found.append(stored)
@@ -349,7 +348,10 @@ class ImportStore:
         for ids in self.model.iter_ids(kind, batch):
             pipe = self.redis.pipeline(transaction=False)
             for rid in ids:
-                pipe.hmget(self.keys.resource(kind, rid), ("org", "iv", "v", "doc"))
+                pipe.hmget(
+                    self.keys.resource(kind, rid),
+                    (Field.ORIGIN, Field.IMPORTED_VERSION, Field.VERSION, Field.DESIRED),
+                )
             for rid, (org, iv, v, doc) in zip(ids, pipe.execute(), strict=True):
                 origin = org.decode() if org else "okta"
                 if origin == "imported" and iv != v:

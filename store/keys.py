@@ -61,7 +61,11 @@ class Kind(StrEnum):
 
 
 class Field:
-    """Fields of a resource hash: short on the wire, readable in the code."""
+    """Fields of a resource hash: short on the wire, readable in the code.
+
+    The Lua scripts read the same names: each script starts with a prelude of ``F_<NAME>``
+    locals made from this class (store/scripts.py).
+    """
 
     DESIRED = "doc"
     """The desired document, SCIM 2.0 compact JSON ('' once deleted)."""
@@ -84,6 +88,10 @@ class Field:
     """Salted hash of the last password pushed."""
     FAILURES = "fails"
     ERROR = "err"
+    ORIGIN = "org"
+    """Who made the resource: ``okta``, ``imported`` or ``linked`` (store/imports.py)."""
+    IMPORTED_VERSION = "iv"
+    """The version an import last wrote."""
 
 
 APPLIED_IS_DESIRED = "="

@@ -4,7 +4,7 @@
 local seqkey, dirty, pending = KEYS[1], KEYS[2], KEYS[3]
 local writes, now = cjson.decode(ARGV[1]), ARGV[2]
 for i, w in ipairs(writes) do
-  local current = tonumber(redis.call('HGET', w.h, 'v') or '0')
+  local current = tonumber(redis.call('HGET', w.h, F_VERSION) or '0')
   if current ~= tonumber(w.expected) then return {'version', tostring(current), tostring(i)} end
   for _, c in ipairs(w.claims) do
     local owner = redis.call('HGET', c[1], c[2])
@@ -21,34 +21,39 @@ for i, w in ipairs(writes) do
   for _, s in ipairs(w.removes) do redis.call('SREM', s, id) end
   for _, s in ipairs(w.adds) do redis.call('SADD', s, id) end
   local version = tonumber(w.expected) + 1
-  if redis.call('HGET', h, 'app') == '=' then
-    redis.call('HSET', h, 'app', redis.call('HGET', h, 'doc'))
+  if redis.call('HGET', h, F_APPLIED) == APPLIED_IS_DESIRED then
+    redis.call('HSET', h, F_APPLIED, redis.call('HGET', h, F_DESIRED))
   end
   if w.doc == '' then
-    redis.call('HSET', h, 'v', version, 'del', '1', 'doc', '')
-    redis.call('HDEL', h, 'doc1')
+    redis.call('HSET', h, F_VERSION, version, F_DELETED, '1', F_DESIRED, '')
+    redis.call('HDEL', h, F_DESIRED_V1)
     redis.call('ZREM', w.order, id)
     redis.call('ZREM', w.mod, id)
   else
-    redis.call('HSET', h, 'v', version, 'del', '0', 'doc', w.doc)
-    if w.doc1 ~= '' then redis.call('HSET', h, 'doc1', w.doc1) else redis.call('HDEL', h, 'doc1') end
-    local seq = redis.call('HGET', h, 'seq')
+    redis.call('HSET', h, F_VERSION, version, F_DELETED, '0', F_DESIRED, w.doc)
+    if w.doc1 ~= '' then
+      redis.call('HSET', h, F_DESIRED_V1, w.doc1)
+    else
+      redis.call('HDEL', h, F_DESIRED_V1)
+    end
+    local seq = redis.call('HGET', h, F_SEQUENCE)
     if not seq then
       seq = redis.call('INCR', seqkey)
-      redis.call('HSET', h, 'seq', seq)
+      redis.call('HSET', h, F_SEQUENCE, seq)
     end
     redis.call('ZADD', w.order, seq, id)
     redis.call('ZADD', w.mod, w.score, id)
   end
-  if w.pw ~= '' then redis.call('HSET', h, 'pw', w.pw, 'pwv', version) end
+  if w.pw ~= '' then redis.call('HSET', h, F_PASSWORD, w.pw, F_PASSWORD_VERSION, version) end
   if w.mode == 'write' then
-    redis.call('HSET', h, 'st', 'pending')
+    redis.call('HSET', h, F_SYNC_STATE, S_PENDING)
     redis.call('ZADD', dirty, now, w.ref)
     redis.call('ZADD', pending, 'NX', now, w.ref)
   else
     -- a rollback: desired is the applied state again
-    redis.call('HSET', h, 'st', 'failed', 'av', version, 'app', '=')
-    redis.call('HDEL', h, 'pw', 'pwv', 'fails', 'doubt')
+    redis.call('HSET', h, F_SYNC_STATE, S_FAILED, F_APPLIED_VERSION, version,
+      F_APPLIED, APPLIED_IS_DESIRED)
+    redis.call('HDEL', h, F_PASSWORD, F_PASSWORD_VERSION, F_FAILURES, F_DOUBT)
     redis.call('ZREM', dirty, w.ref)
     redis.call('ZREM', pending, w.ref)
   end
