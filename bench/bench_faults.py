@@ -39,7 +39,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.faults import scenarios  # noqa: E402
-from tests.faults.harness import BASE_SETTINGS  # noqa: E402
+from tests.faults.stack import BASE_SETTINGS  # noqa: E402
 
 SCENARIOS: dict[str, tuple[str, Callable[[Path, bool], Any]]] = {
     "kill": (

@@ -41,8 +41,21 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-import bench_core  # noqa: E402
 import redis  # noqa: E402
+from core.load import PythonLoad  # noqa: E402
+from core.loader import write_paths  # noqa: E402
+from core.processes import (  # noqa: E402
+    HOST,
+    Processes,
+    cli,
+    code_version,
+    deploy_redis_settings,
+    machine,
+    wait_http,
+    wait_port,
+)
+
+from scim_bridge.cli.processes import free_port, redis_server_binary  # noqa: E402
 
 TARGETS: dict[str, dict[str, Any]] = {
     "import_s": {
@@ -74,9 +87,9 @@ TARGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def start_redis(processes: bench_core.Processes, work: Path) -> tuple[str, redis.Redis]:
-    port = bench_core.free_port()
-    settings = bench_core.deploy_redis_settings(ROOT / "deploy" / "redis" / "redis.conf")
+def start_redis(processes: Processes, work: Path) -> tuple[str, redis.Redis]:
+    port = free_port()
+    settings = deploy_redis_settings(ROOT / "deploy" / "redis" / "redis.conf")
     encodings = [arg for name, value in settings for arg in (f"--{name}", value)]
     if not encodings:
         encodings = ["--hash-max-ziplist-value", "4096"]
@@ -84,11 +97,11 @@ def start_redis(processes: bench_core.Processes, work: Path) -> tuple[str, redis
     process = processes.start(
         f"redis-{port}",
         [
-            bench_core.redis_server_binary(),
+            redis_server_binary(),
             "--port",
             str(port),
             "--bind",
-            bench_core.HOST,
+            HOST,
             "--save",
             "",
             "--appendonly",
@@ -98,8 +111,8 @@ def start_redis(processes: bench_core.Processes, work: Path) -> tuple[str, redis
             *encodings,
         ],
     )
-    bench_core.wait_port(port, 10, process)
-    url = f"redis://{bench_core.HOST}:{port}/0"
+    wait_port(port, 10, process)
+    url = f"redis://{HOST}:{port}/0"
     return url, redis.Redis.from_url(url)
 
 
@@ -124,7 +137,7 @@ def sync_env(redis_url: str, database: Path, prefix: str, **extra: str) -> dict[
 def run_sync(env: dict[str, str], *flags: str) -> tuple[float, dict[str, Any]]:
     began = time.perf_counter()
     done = subprocess.run(
-        [bench_core.cli(), "sync", "--json", *flags],
+        [cli(), "sync", "--json", *flags],
         env=env,
         capture_output=True,
         text=True,
@@ -143,7 +156,7 @@ def memory_delta(users: int) -> dict[str, Any]:
     from scim_bridge.workers.sync import Importer
 
     with tempfile.TemporaryDirectory() as tmp:
-        processes = bench_core.Processes(Path(tmp))
+        processes = Processes(Path(tmp))
         try:
             _, client = start_redis(processes, Path(tmp))
             adapter = MemoryAdapter()
@@ -188,7 +201,7 @@ def sql_delta(env: dict[str, str], database: Path, users: int) -> dict[str, Any]
 
 
 def reads(
-    processes: bench_core.Processes,
+    processes: Processes,
     client: redis.Redis,
     redis_url: str,
     database: Path,
@@ -197,31 +210,31 @@ def reads(
     seconds: float,
     clients: int,
 ) -> dict[str, Any]:
-    port = bench_core.free_port()
+    port = free_port()
     env = sync_env(redis_url, database, "sb")
     api = processes.start(
         "api",
         [
-            bench_core.cli(),
+            cli(),
             "serve",
             "--port",
             str(port),
             "--host",
-            bench_core.HOST,
+            HOST,
             "--workers",
             "2",
         ],
         env=env,
     )
-    bench_core.wait_http(port, "/healthz", api, 60)
+    wait_http(port, "/healthz", api, 60)
     ids = [i.decode() for i in client.zrange("sb:u:order", 0, 20_000)]
-    paths = bench_core.write_paths(work / "paths.txt", [f"/scim/v2/Users/{i}" for i in ids])
-    load = bench_core.PythonLoad(max_requests=10**9)
+    paths = write_paths(work / "paths.txt", [f"/scim/v2/Users/{i}" for i in ids])
+    load = PythonLoad(max_requests=10**9)
     auth = "Bearer bench-import"
     idle = load.run(port, clients=clients, duration_s=seconds, auth=auth, paths_file=paths)
     importing = processes.start(
         "second-import",
-        [bench_core.cli(), "sync", "--json"],
+        [cli(), "sync", "--json"],
         env=sync_env(redis_url, database, "second"),
     )
     time.sleep(1.0)  # past the process start: the import is paging
@@ -308,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {
         "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": bench_core.machine(),
-        "code": bench_core.code_version(),
+        "machine": machine(),
+        "code": code_version(),
         "command": " ".join(["bench/bench_import.py", *(argv or sys.argv[1:])]),
         "users": args.users,
     }
@@ -317,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     details: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         work = Path(tmp)
-        processes = bench_core.Processes(work)
+        processes = Processes(work)
         try:
             url, client = start_redis(processes, work)
             database = work / "legacy.db"

@@ -51,9 +51,26 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bench_core as core  # noqa: E402
 import redis  # noqa: E402
+from core.load import PythonLoad, Wrk  # noqa: E402
+from core.loader import USERS_PATH, load_users, user_name, write_paths  # noqa: E402
+from core.processes import (  # noqa: E402
+    HOST,
+    PREFIX,
+    ROOT,
+    CpuMeter,
+    Processes,
+    cli,
+    code_version,
+    deploy_redis_settings,
+    machine,
+    scim_env,
+    wait_http,
+    wait_port,
+)
 from cryptography.fernet import Fernet  # noqa: E402
+
+from scim_bridge.cli.processes import free_port, redis_server_binary  # noqa: E402
 
 READ_TARGET = 0.95
 
@@ -82,22 +99,22 @@ def scrape_while(port: int, stop: threading.Event, into: dict[str, int]) -> None
     """Prometheus's part: a scrape of /metrics every second."""
     while not stop.wait(1.0):
         with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://{core.HOST}:{port}/metrics", timeout=5) as r:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as r:
                 r.read()
             into["scrapes"] = into.get("scrapes", 0) + 1
 
 
 def start_api(
-    procs: core.Processes, name: str, env: dict[str, str], workers: int, threads: int
+    procs: Processes, name: str, env: dict[str, str], workers: int, threads: int
 ) -> tuple[int, subprocess.Popen[bytes]]:
-    port = core.free_port()
+    port = free_port()
     process = procs.start(
         name,
         [
-            core.cli(),
+            cli(),
             "serve",
             "--host",
-            core.HOST,
+            HOST,
             "--port",
             str(port),
             "--workers",
@@ -107,7 +124,7 @@ def start_api(
         ],
         env=env,
     )
-    core.wait_http(port, "/healthz", process, 60)
+    wait_http(port, "/healthz", process, 60)
     return port, process
 
 
@@ -134,54 +151,52 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     work = Path(tempfile.mkdtemp(prefix="scim-bridge-bench-metrics-"))
-    procs = core.Processes(work)
+    procs = Processes(work)
     wrk = shutil.which("wrk")
-    gen: Any = core.Wrk(wrk, work) if wrk else core.PythonLoad(1_000_000)
+    gen: Any = Wrk(wrk, work) if wrk else PythonLoad(1_000_000)
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": core.machine(),
-        "code": core.code_version(),
+        "machine": machine(),
+        "code": code_version(),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "generator": {"name": gen.name, "version": gen.version},
         "parameters": vars(args) | {"out_dir": str(args.out_dir)},
         "load_average_start": os.getloadavg(),
     }
     try:
-        redis_port = core.free_port()
+        redis_port = free_port()
         redis_proc = procs.start(
             "redis",
             [
-                core.redis_server_binary(),
-                *[a for k, v in core.deploy_redis_settings(core.ROOT / "deploy/redis/redis.conf")
+                redis_server_binary(),
+                *[a for k, v in deploy_redis_settings(ROOT / "deploy/redis/redis.conf")
                   for a in (f"--{k}", v)],
-                "--port", str(redis_port), "--bind", core.HOST, "--save", "",
+                "--port", str(redis_port), "--bind", HOST, "--save", "",
                 "--appendonly", "no", "--dir", str(work),
             ],
         )  # fmt: skip
-        core.wait_port(redis_port, 15, redis_proc)
-        redis_url = f"redis://{core.HOST}:{redis_port}/0"
+        wait_port(redis_port, 15, redis_proc)
+        redis_url = f"redis://{HOST}:{redis_port}/0"
 
         password_key = Fernet.generate_key().decode()
         log(f"loading {args.users:,} users")
         # The loader posts through the api's WSGI app with a test client's Host header.
-        os.environ["SCIM_BRIDGE_PUBLIC_BASE_URL"] = f"http://{core.HOST}"
-        ids, _ = core.load_users(redis_url, password_key, args.users, 2)
+        os.environ["SCIM_BRIDGE_PUBLIC_BASE_URL"] = f"http://{HOST}"
+        ids, _ = load_users(redis_url, password_key, args.users, 2)
         token = f"Bearer {secrets.token_urlsafe(24)}"
-        env = core.scim_env(redis_url, token, password_key)
+        env = scim_env(redis_url, token, password_key)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env["SCIM_BRIDGE_PUBLIC_BASE_URL"] = f"http://{core.HOST}"
+        env["SCIM_BRIDGE_PUBLIC_BASE_URL"] = f"http://{HOST}"
         rng = random.Random(7)
         sample = rng.sample(ids, min(len(ids), 5000))
-        # The loader names user i core.user_name(i).
-        names = [core.user_name(i) for i in rng.sample(range(args.users), min(args.users, 2000))]
+        # The loader names user i user_name(i).
+        names = [user_name(i) for i in rng.sample(range(args.users), min(args.users, 2000))]
         files = {
-            "get_by_id": core.write_paths(
-                work / "get.txt", [f"{core.USERS_PATH}/{i}" for i in sample]
-            ),
-            "filter_userName": core.write_paths(
+            "get_by_id": write_paths(work / "get.txt", [f"{USERS_PATH}/{i}" for i in sample]),
+            "filter_userName": write_paths(
                 work / "filter.txt",
                 [
-                    f"{core.USERS_PATH}?filter=" + urllib.parse.quote(f'userName eq "{n}"', safe="")
+                    f"{USERS_PATH}?filter=" + urllib.parse.quote(f'userName eq "{n}"', safe="")
                     for n in names
                     if n
                 ],
@@ -214,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     if label == "with":
                         scraper.start()
-                    meter = core.CpuMeter({"api": proc.pid, "redis": redis_proc.pid})
+                    meter = CpuMeter({"api": proc.pid, "redis": redis_proc.pid})
                     measured: dict[str, Any] = {}
                     with meter.measure(measured):
                         result = gen.run(
@@ -385,7 +400,7 @@ def measure_instructions(
 
 def measure_task_events(
     args: argparse.Namespace,
-    procs: core.Processes,
+    procs: Processes,
     env: dict[str, str],
     api_port: int,
     token: str,
@@ -397,29 +412,29 @@ def measure_task_events(
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for round_no in range(args.repeat):
         for label in ("off", "on") if round_no % 2 == 0 else ("on", "off"):
-            worker_env = env | {"SCIM_BRIDGE_WORKER_METRICS_PORT": str(core.free_port())}
+            worker_env = env | {"SCIM_BRIDGE_WORKER_METRICS_PORT": str(free_port())}
             worker = procs.start(
-                f"worker-{label}", [core.cli(), "worker", "--concurrency", "4"], env=worker_env
+                f"worker-{label}", [cli(), "worker", "--concurrency", "4"], env=worker_env
             )
             flower = None
             roots = {"worker": worker.pid, "redis": redis_proc.pid}
             if label == "on":
-                flower_port = core.free_port()
+                flower_port = free_port()
                 flower = procs.start(
                     "flower",
-                    [core.cli(), "flower", "--task-events", "--port", str(flower_port)],
+                    [cli(), "flower", "--task-events", "--port", str(flower_port)],
                     env=env,
                 )
-                core.wait_http(flower_port, "/healthcheck", flower, 60)
+                wait_http(flower_port, "/healthcheck", flower, 60)
                 roots["flower"] = flower.pid
             client = redis.Redis.from_url(env["SCIM_BRIDGE_REDIS_URL"])
             deadline = time.monotonic() + 60
-            while not client.zcard(f"{core.PREFIX}:workers:until"):
+            while not client.zcard(f"{PREFIX}:workers:until"):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the worker did not report in")
                 time.sleep(0.1)
             time.sleep(2)  # Flower's enable_events reaches the worker
-            meter = core.CpuMeter(roots)
+            meter = CpuMeter(roots)
             measured: dict[str, Any] = {}
             with meter.measure(measured):
                 result = gen.run(
@@ -441,7 +456,7 @@ def measure_task_events(
             if flower is not None:
                 procs.stop(flower)
             procs.stop(worker)
-            client.delete(f"{core.PREFIX}:workers:until", f"{core.PREFIX}:workers")
+            client.delete(f"{PREFIX}:workers:until", f"{PREFIX}:workers")
     pairs = [round(a["rps"] / b["rps"], 3) for a, b in zip(runs["on"], runs["off"], strict=True)]
     return {
         "off": median_run(runs["off"]),

@@ -1,5 +1,5 @@
 """Fixtures of the fault suite. Each case builds its own scim-bridge from real processes (see
-harness.py) in its temporary directory, and prints its outcome (``pytest -s`` shows it)."""
+stack.py) in its temporary directory, and prints its outcome (``pytest -s`` shows it)."""
 
 from __future__ import annotations
 

@@ -21,13 +21,14 @@ later one), *lost* (neither). *duplicated* counts the duplicate legacy records.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scim_bridge.store import Kind, Store
-from tests.faults.harness import Ledger, legacy_rows
+from tests.faults.clients import Ledger
 
 
 @dataclass
@@ -222,3 +223,36 @@ def check(store: Store, db_path: Path, ledger: Ledger | None = None) -> Report:
         else:
             report.lost += 1
     return report
+
+
+def legacy_rows(db_path: Path) -> dict[str, Any]:
+    """The legacy tables as they are (read-only connection)."""
+    if not db_path.exists():
+        return {"users": [], "groups": [], "memberships": []}
+    connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    connection.row_factory = sqlite3.Row
+    try:
+        tables = {
+            r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        users = (
+            [dict(r) for r in connection.execute("SELECT * FROM legacy_users ORDER BY id")]
+            if "legacy_users" in tables
+            else []
+        )
+        groups = (
+            [dict(r) for r in connection.execute("SELECT * FROM legacy_groups ORDER BY id")]
+            if "legacy_groups" in tables
+            else []
+        )
+        memberships = (
+            [dict(r) for r in connection.execute("SELECT * FROM legacy_memberships")]
+            if "legacy_memberships" in tables
+            else []
+        )
+    finally:
+        connection.close()
+    for row in users + groups:
+        if isinstance(row.get("profile"), str):
+            row["profile"] = json.loads(row["profile"])
+    return {"users": users, "groups": groups, "memberships": memberships}
