@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 __all__ = [
@@ -236,9 +237,15 @@ PASSWORD_SCHEMES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class PasswordScheme:
-    """A password hash format the legacy application verifies."""
+    """A password hash format the legacy application verifies.
+
+    It is also scim-bridge's one password-hash helper: the workers record the last password
+    pushed as ``PasswordScheme("scrypt", rounds=14)`` (workers/passwords.py). ``rounds`` is the
+    scheme's cost setting (libpass' ``rounds``); None keeps libpass' default.
+    """
 
     name: str
+    rounds: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in PASSWORD_SCHEMES:
@@ -248,10 +255,7 @@ class PasswordScheme:
             )
 
     def _handler(self) -> Any:
-        # Imported on first use: hashing libraries load native code.
-        from passlib import hash as handlers
-
-        return getattr(handlers, PASSWORD_SCHEMES[self.name])
+        return _handler(self.name, self.rounds)
 
     def hash(self, password: str) -> str:
         """A salted hash of ``password`` in this scheme's standard format."""
@@ -263,6 +267,15 @@ class PasswordScheme:
             return bool(self._handler().verify(password, password_hash))
         except (ValueError, TypeError):
             return False
+
+
+@cache
+def _handler(name: str, rounds: int | None) -> Any:
+    # Imported on first use: hashing libraries load native code.
+    from passlib import hash as handlers
+
+    handler = getattr(handlers, PASSWORD_SCHEMES[name])
+    return handler if rounds is None else handler.using(rounds=rounds)
 
 
 def _unquote(raw: str) -> str:

@@ -7,14 +7,9 @@ confirmed it, then replaced by a salted scrypt hash used to skip pushing the sam
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
-
 from cryptography.fernet import Fernet, InvalidToken
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+from scim_bridge.adapters.mapping import PasswordScheme
 
 
 class PasswordKeyError(ValueError):
@@ -51,17 +46,31 @@ class PasswordVault:
             raise PasswordKeyError("a pending password cannot be decrypted with this key") from exc
 
 
+# The hash of the last password pushed, which lets a later push of the same password be skipped.
+# It is made by the one password-hash helper, adapters/mapping.PasswordScheme, in libpass'
+# standard scrypt format, at the cost scim-bridge always used (n = 2**14, r = 8, p = 1). The sql
+# adapter hashes the same password again for the application's column: that hash is in the
+# scheme the application verifies (bcrypt by default) and is stored in the application, not
+# here, so one hash cannot serve both (adapters/sql/users.py says the same).
+_LAST_PUSHED = PasswordScheme("scrypt", rounds=14)
+
+
 def hash_password(password: str) -> str:
     """A salted scrypt hash, to compare later passwords with the last one pushed."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+    return _LAST_PUSHED.hash(password)
 
 
 def password_matches(password: str, stored: str | None) -> bool:
     """Whether ``password`` is the one ``stored`` was made from."""
-    if not stored or not stored.startswith("scrypt$"):
+    if not stored:
         return False
-    _, salt_b64, digest_b64 = stored.split("$")
-    digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt_b64), dklen=32, **_SCRYPT)
-    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+    return _LAST_PUSHED.verify(password, _standard_format(stored))
+
+
+def _standard_format(stored: str) -> str:
+    """A hash recorded by earlier versions (``scrypt$salt$digest``, padded base64, the same
+    scrypt parameters) in the standard format, so it still matches."""
+    if not stored.startswith("scrypt$"):
+        return stored
+    _, salt, digest = stored.split("$")
+    return f"$scrypt$ln=14,r=8,p=1${salt.rstrip('=')}${digest.rstrip('=')}"

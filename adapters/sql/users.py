@@ -127,6 +127,9 @@ class UserOperations(SqlBase):
         scheme = bound.mapping.password_scheme
         if scheme is None:
             raise PermanentError("users.password.scheme: no hash scheme for the custom statement")
+        # The reconciler also hashes this password, with the same helper, to remember the last
+        # one pushed (workers/passwords.py); that hash stays in scim-bridge's store, this one is
+        # the application's, in the scheme the application verifies, so the two stay apart.
         password_hash = scheme.hash(password)
         if bound.password is not None:
             check_length("password hash", bound.password, password_hash)
