@@ -21,8 +21,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -38,6 +36,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from core import processes  # noqa: E402
+
+from scim_bridge.cli.processes import redis_server_binary  # noqa: E402
 from tests.faults import scenarios  # noqa: E402
 from tests.faults.stack import BASE_SETTINGS  # noqa: E402
 
@@ -106,32 +107,14 @@ SCENARIOS: dict[str, tuple[str, Callable[[Path, bool], Any]]] = {
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        mem_kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+    """The core benchmark's machine facts, and the redis-server version the stacks run."""
     redis_version = "unknown"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        from scim_bridge.cli.processes import redis_server_binary
-
         out = subprocess.run(
             [redis_server_binary(), "--version"], capture_output=True, text=True, timeout=10
         ).stdout
         redis_version = out.split("v=")[1].split()[0] if "v=" in out else out.strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "mem_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "redis": redis_version,
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
-    }
+    return processes.machine() | {"redis": redis_version}
 
 
 def code_version() -> str:

@@ -24,6 +24,7 @@ from tests.faults.invariants import Report, legacy_rows
 from tests.faults.scenarios.outcome import (
     Outcome,
     Trigger,
+    _burst_with_trigger,
     _calls_of,
     _drain,
     _finish,
@@ -68,18 +69,9 @@ def legacy_down(
             seen["circuit_open_logged"] = len(stack.grep_logs("circuit open"))
 
         trigger = Trigger([changes // 4], outage)
-        with Reader(stack.api_url, ledger.ids) as reader:
-            result = burst(
-                stack.api_url,
-                ledger,
-                changes=changes,
-                clients=clients,
-                prefix="down",
-                on_progress=trigger.progress,
-            )
-            trigger.finish()
-        _reads(outcome, reader)
-        errors += result.errors + trigger.errors
+        result = _burst_with_trigger(
+            stack, ledger, outcome, trigger, errors, changes=changes, clients=clients, prefix="down"
+        )
         outcome.facts.update(burst_s=round(result.seconds, 1), down_s=down_s, **seen)
         _finish(outcome, stack, ledger, drain_s, started, errors)
     return outcome

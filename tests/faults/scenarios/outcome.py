@@ -1,4 +1,5 @@
-"""What every fault scenario shares: its outcome, triggers, draining, and the legacy calls it recorded."""
+"""What every fault scenario shares: its outcome, triggers, bursts, draining, and the legacy
+calls it recorded."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.faults.clients import (
-    Ledger,
-    Reader,
-)
+from tests.faults.clients import BurstResult, Ledger, Reader, burst
 from tests.faults.invariants import Report, check
 from tests.faults.stack import Stack
 
@@ -87,6 +85,34 @@ class Trigger:
             due.set()
         self._thread.join(timeout)
         self._stop.set()
+
+
+def _burst_with_trigger(
+    stack: Stack,
+    ledger: Ledger,
+    outcome: Outcome,
+    trigger: Trigger,
+    errors: list[str],
+    *,
+    changes: int,
+    clients: int,
+    prefix: str,
+) -> BurstResult:
+    """A burst of client writes that fires ``trigger`` at its marks, reads measured meanwhile;
+    the burst's and the trigger's errors go to ``errors``."""
+    with Reader(stack.api_url, ledger.ids) as reader:
+        result = burst(
+            stack.api_url,
+            ledger,
+            changes=changes,
+            clients=clients,
+            prefix=prefix,
+            on_progress=trigger.progress,
+        )
+        trigger.finish()
+    _reads(outcome, reader)
+    errors += result.errors + trigger.errors
+    return result
 
 
 def _drain(stack: Stack, timeout: float, errors: list[str]) -> float | None:

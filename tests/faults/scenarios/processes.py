@@ -14,16 +14,14 @@ from typing import Any
 from scim_bridge.cli.processes import wait_until
 from tests.faults.clients import (
     Ledger,
-    Reader,
-    burst,
 )
 from tests.faults.invariants import Report
 from tests.faults.scenarios.outcome import (
     Outcome,
     Trigger,
+    _burst_with_trigger,
     _calls_of,
     _finish,
-    _reads,
 )
 from tests.faults.stack import Stack, kill_group
 
@@ -80,18 +78,9 @@ def kill_workers(
 
         marks = [changes * (i + 1) // (kills + 1) for i in range(kills)]
         trigger = Trigger(marks, kill)
-        with Reader(stack.api_url, ledger.ids) as reader:
-            result = burst(
-                stack.api_url,
-                ledger,
-                changes=changes,
-                clients=clients,
-                prefix="kill",
-                on_progress=trigger.progress,
-            )
-            trigger.finish()
-        _reads(outcome, reader)
-        errors += result.errors + trigger.errors
+        result = _burst_with_trigger(
+            stack, ledger, outcome, trigger, errors, changes=changes, clients=clients, prefix="kill"
+        )
         outcome.facts.update(
             burst_s=round(result.seconds, 1),
             kills=killed,
@@ -151,18 +140,16 @@ def redis_restart(
 
         marks = [changes * (i + 1) // (restarts + 1) for i in range(restarts)]
         trigger = Trigger(marks, restart)
-        with Reader(stack.api_url, ledger.ids) as reader:
-            result = burst(
-                stack.api_url,
-                ledger,
-                changes=changes,
-                clients=clients,
-                prefix="redis",
-                on_progress=trigger.progress,
-            )
-            trigger.finish()
-        _reads(outcome, reader)
-        errors += result.errors + trigger.errors
+        result = _burst_with_trigger(
+            stack,
+            ledger,
+            outcome,
+            trigger,
+            errors,
+            changes=changes,
+            clients=clients,
+            prefix="redis",
+        )
         outcome.facts.update(
             burst_s=round(result.seconds, 1), outages_s=outages, restart_policy=restart_policy
         )
