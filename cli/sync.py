@@ -80,6 +80,7 @@ def _progress_printer(stream: Any) -> Any:
 
 def run_sync(args: argparse.Namespace, runtime: Any) -> int:
     """The ``sync`` command; its exit status is 1 when the pass failed or held removals."""
+    from scim_bridge.store import Status
     from scim_bridge.workers.celery_app import create_celery
     from scim_bridge.workers.sync_tasks import build_importer
     from scim_bridge.workers.tasks import RECONCILE
@@ -110,7 +111,7 @@ def run_sync(args: argparse.Namespace, runtime: Any) -> int:
     progress = _progress_printer(sys.stderr) if interactive else None
     while True:
         result = importer.delta_pass() if args.delta else importer.full_pass(progress=progress)
-        if result.status != "busy":
+        if result.status is not Status.BUSY:
             break
         if interactive:
             sys.stderr.write("\ranother pass holds the lock; waiting\033[K")
@@ -137,7 +138,7 @@ def run_sync(args: argparse.Namespace, runtime: Any) -> int:
             )
         if result.error:
             print(f"  stopped: {result.error} (the next pass resumes here)", file=sys.stderr)
-    return 1 if result.status == "failed" or result.removals_held else 0
+    return 1 if result.status is Status.FAILED or result.removals_held else 0
 
 
 def run_accounts(args: argparse.Namespace, runtime: Any) -> int:

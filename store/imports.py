@@ -135,7 +135,7 @@ class ImportStore:
         return {k: v.decode() for k, v in zip(legacy_keys, values, strict=True) if v}
 
     # Writing ---------------------------------------------------------------------------------
-    def observe(self, observations: Sequence[Observation]) -> list[tuple[str, str]]:
+    def observe(self, observations: Sequence[Observation]) -> list[tuple[Status, str]]:
         """Apply observations atomically each (one round trip); (outcome, detail) of each.
 
         Outcomes: ``created``, ``updated``, ``same``, ``enforced``, ``pending`` (an Okta change is
@@ -200,7 +200,7 @@ class ImportStore:
                 client=pipe,
             )
         results = pipe.execute()
-        return [(outcome.decode(), detail.decode()) for outcome, detail in results]
+        return [(Status(outcome.decode()), detail.decode()) for outcome, detail in results]
 
     # The pass under way --------------------------------------------------------------------
     def checkpoint(self) -> dict[str, str]:

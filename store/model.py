@@ -17,7 +17,9 @@ class Status(StrEnum):
 
     A resource's sync state and a version's outcome (the narrower :class:`SyncState` and
     :class:`OutcomeStatus` below take their values from here), what a reconciliation did
-    (:class:`scim_bridge.workers.reconciler.Result`) and what the store's scripts answer.
+    (:class:`scim_bridge.workers.reconciler.Result`), what the store's scripts answer (the Lua
+    scripts read them as ``S_<NAME>``), what an import's observation did and how an import
+    pass ended (:class:`scim_bridge.workers.sync.PassResult`).
     """
 
     PENDING = "pending"
@@ -42,6 +44,22 @@ class Status(StrEnum):
     """The applied state is recorded and the dirty mark cleared."""
     PURGED = "purged"
     """A confirmed delete or a refused create: the resource's hash is removed."""
+    CONFLICT = "conflict"
+    """A unique value belongs to another resource."""
+    CREATED = "created"
+    """An import recorded a resource the legacy application holds and the store did not."""
+    UPDATED = "updated"
+    """An import recorded a change made in the legacy application."""
+    SAME = "same"
+    """An import found what the store holds (it may learn the legacy key)."""
+    ENFORCED = "enforced"
+    """An import found drift and marked the desired state to be pushed back."""
+    DONE = "done"
+    """An import pass finished."""
+    MORE = "more"
+    """A slice of an import pass ended with more to do."""
+    BUSY = "busy"
+    """Another import pass holds the lock."""
 
 
 class SyncState(StrEnum):

@@ -23,7 +23,7 @@ if mode == 'same' then
   -- Unchanged: only learn the legacy key (a record known by id, listed for the first time).
   redis.call('HSET', h, F_LEGACY_KEY, lk)
   redis.call('HSET', keys, lk, id)
-  return {'same', tostring(current)}
+  return {S_SAME, tostring(current)}
 end
 if mode == 'enforce' then
   -- Drift to revert: what the application holds becomes the applied state, in doubt, so the
@@ -33,11 +33,11 @@ if mode == 'enforce' then
   redis.call('ZADD', dirty, now, member)
   redis.call('ZADD', pending, 'NX', now, member)
   redis.call('HINCRBY', stats, 'drift_enforced', 1)
-  return {'enforced', tostring(current)}
+  return {S_ENFORCED, tostring(current)}
 end
 for _, c in ipairs(claims) do
   local owner = redis.call('HGET', c[1], c[2])
-  if owner and owner ~= id then return {'conflict', c[1]} end
+  if owner and owner ~= id then return {S_CONFLICT, c[1]} end
 end
 for _, r in ipairs(releases) do
   if redis.call('HGET', r[1], r[2]) == id then redis.call('HDEL', r[1], r[2]) end
@@ -64,5 +64,5 @@ end
 redis.call('ZADD', order, seq, id)
 redis.call('ZADD', mod, score, id)
 redis.call('HSET', keys, lk, id)
-if current == 0 then return {'created', tostring(version)} end
-return {'updated', tostring(version)}
+if current == 0 then return {S_CREATED, tostring(version)} end
+return {S_UPDATED, tostring(version)}

@@ -238,9 +238,9 @@ class ResourceStore(Area):
         else:
             result = script(keys=keys, args=args)
         status, detail = result[0].decode(), result[1].decode()
-        if status == "version":
+        if status == Status.MOVED:
             raise VersionConflict(detail)
-        if status == "conflict":
+        if status == Status.CONFLICT:
             raise UniquenessConflict(detail.rsplit(":", 1)[-1])
         version = int(detail)
         if int(acks) < wanted:

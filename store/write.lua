@@ -5,10 +5,10 @@ local seqkey, dirty, pending = KEYS[1], KEYS[2], KEYS[3]
 local writes, now = cjson.decode(ARGV[1]), ARGV[2]
 for i, w in ipairs(writes) do
   local current = tonumber(redis.call('HGET', w.h, F_VERSION) or '0')
-  if current ~= tonumber(w.expected) then return {'version', tostring(current), tostring(i)} end
+  if current ~= tonumber(w.expected) then return {S_MOVED, tostring(current), tostring(i)} end
   for _, c in ipairs(w.claims) do
     local owner = redis.call('HGET', c[1], c[2])
-    if owner and owner ~= w.id then return {'conflict', c[1], tostring(i)} end
+    if owner and owner ~= w.id then return {S_CONFLICT, c[1], tostring(i)} end
   end
 end
 local versions = {}

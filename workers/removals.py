@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from scim_bridge.adapters.port import Deadline, LegacyAdapter
-from scim_bridge.store import Kind, Store, parse_ref, ref
+from scim_bridge.store import Kind, Store, SyncState, parse_ref, ref
 from scim_bridge.store.imports import ImportStore
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class Removals:
     def _remove(self, member: str) -> bool:
         kind, rid = parse_ref(member)
         snap = self.store.snapshot(kind, rid)
-        if not snap.exists or snap.state == "pending" or snap.deleted:
+        if not snap.exists or snap.state is SyncState.PENDING or snap.deleted:
             return False
         if self.store.purge(kind, rid, snap):
             self.imports.forget_key(kind, snap.legacy_key)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 
 from scim_bridge.adapters.errors import AdapterError
 from scim_bridge.adapters.port import Deadline, LegacyAdapter, LegacyRecord
-from scim_bridge.store import Kind, Store, now_iso
+from scim_bridge.store import Kind, Status, Store, now_iso
 from scim_bridge.store.imports import ImportStore, Observation
 from scim_bridge.workers.identity import resource_id
 from scim_bridge.workers.observe import decide, document, malformed
@@ -52,9 +52,9 @@ class Tally:
 
 @dataclass
 class PassResult:
-    """The outcome of a (slice of a) pass: ``done``, ``more`` (continue), ``busy``, ``failed``."""
+    """The outcome of a (slice of a) pass: done, more (continue), busy or failed."""
 
-    status: str
+    status: Status
     tally: Tally = field(default_factory=Tally)
     removed: int = 0
     removals_held: int = 0
@@ -124,7 +124,7 @@ class Importer:
         started = time.monotonic()
         owner = self.imports.lock_owner()
         if not self.imports.acquire(owner, self.lock_ttl_s):
-            return PassResult("busy")
+            return PassResult(Status.BUSY)
         try:
             self._interrupted.clear()
             return at_lower_priority(
@@ -144,7 +144,7 @@ class Importer:
     ) -> PassResult:
         point = self.imports.checkpoint()
         tally = Tally(**{name: int(point.get(name, 0)) for name in _COUNTS})
-        result = PassResult("more", tally)
+        result = PassResult(Status.MORE, tally)
         try:
             if not point:
                 point = {"phase": "u", "cursor": "", "started_at": now_iso()}
@@ -188,17 +188,17 @@ class Importer:
                     result.elapsed_s = time.monotonic() - started
                     return result
             self.removals.after_pass(result)
-            summary = {**result.to_dict(), "status": "done", "finished_at": now_iso()}
+            summary = {**result.to_dict(), "status": Status.DONE.value, "finished_at": now_iso()}
             summary["started_at"] = point.get("started_at")
             self.imports.finish(summary)
-            result.status = "done"
+            result.status = Status.DONE
         except AdapterError as exc:
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc.message}"
+            result.status, result.error = Status.FAILED, f"{type(exc).__name__}: {exc.message}"
         except Exception as exc:  # an adapter bug: the pass stops, the next one resumes
             if _is_redis_error(exc):
                 raise
             log.exception("import pass stopped by an unexpected error")
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            result.status, result.error = Status.FAILED, f"{type(exc).__name__}: {exc}"
         if result.error is not None:
             self.imports.record_error(result.error)
             log.warning("import pass stopped (it resumes next time): %s", result.error)
@@ -226,11 +226,11 @@ class Importer:
         """Import what changed since the last delta pass (nothing if the adapter cannot tell)."""
         started = time.monotonic()
         if not self.adapter.supports_delta:
-            return PassResult("done")
+            return PassResult(Status.DONE)
         owner = self.imports.lock_owner()
         if not self.imports.acquire(owner, self.lock_ttl_s, name="sync:delta-lock"):
-            return PassResult("busy")
-        result = PassResult("done")
+            return PassResult(Status.BUSY)
+        result = PassResult(Status.DONE)
         try:
             token = self.imports.delta_token()
             while True:
@@ -245,10 +245,10 @@ class Importer:
                 if not changes.more:
                     break
                 if budget_s is not None and time.monotonic() - started > budget_s:
-                    result.status = "more"
+                    result.status = Status.MORE
                     break
         except AdapterError as exc:
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc.message}"
+            result.status, result.error = Status.FAILED, f"{type(exc).__name__}: {exc.message}"
             log.warning("delta import stopped (it resumes next time): %s", result.error)
         finally:
             self.imports.release(owner, name="sync:delta-lock")
@@ -322,19 +322,19 @@ class Importer:
         outcomes = self.imports.observe(observations)
         imported: list[str] = []
         for obs, (outcome, detail) in zip(observations, outcomes, strict=True):
-            if outcome in ("created", "updated", "enforced"):
+            if outcome in (Status.CREATED, Status.UPDATED, Status.ENFORCED):
                 tally.add(outcome)
                 imported.append(obs.legacy_key)
-            elif outcome == "same":
+            elif outcome is Status.SAME:
                 tally.add("unchanged")
-            elif outcome in ("pending", "moved"):
+            elif outcome in (Status.PENDING, Status.MOVED):
                 tally.add("pending")  # Okta wrote meanwhile: its change wins
-            elif outcome == "conflict":
+            elif outcome is Status.CONFLICT:
                 attribute = detail.rsplit(":", 1)[-1]
                 self._skip(
                     kind, obs.legacy_key, f"{attribute} held by another resource", tally, result
                 )
-            if outcome == "enforced" and self.publish is not None:
+            if outcome is Status.ENFORCED and self.publish is not None:
                 self.publish(kind, obs.id)
         self.imports.forget_skipped(kind, imported)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from scim_bridge.store import Kind
+from scim_bridge.store import Kind, Status
 from scim_bridge.workers.guard import GuardedAdapter
 from scim_bridge.workers.sync import Importer
 from scim_bridge.workers.tasks import RECONCILE
@@ -71,9 +71,9 @@ def register_import_tasks(app: Celery, runtime: Runtime) -> None:
         result = build_importer(runtime, publish).full_pass(
             budget_s=slice_budget_s(runtime.settings)
         )
-        if result.status == "more":
+        if result.status is Status.MORE:
             app.send_task(SYNC)
-        return result.status
+        return result.status.value
 
     @app.task(name=DELTA, shared=False)
     def delta() -> str:
@@ -81,6 +81,6 @@ def register_import_tasks(app: Celery, runtime: Runtime) -> None:
         result = build_importer(runtime, publish).delta_pass(
             budget_s=slice_budget_s(runtime.settings)
         )
-        if result.status == "more":
+        if result.status is Status.MORE:
             app.send_task(DELTA)
-        return result.status
+        return result.status.value
