@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import http.client
 import json
 import os
 import random
@@ -69,10 +68,10 @@ from core.processes import (  # noqa: E402
     wait_port,
 )
 from cryptography.fernet import Fernet  # noqa: E402
+from metrics_callgrind import measure_instructions  # noqa: E402
+from metrics_report import READ_TARGET, write_markdown  # noqa: E402
 
 from scim_bridge.cli.processes import free_port, redis_server_binary  # noqa: E402
-
-READ_TARGET = 0.95
 
 
 def api_cpu_us(run: dict[str, Any]) -> float:
@@ -290,114 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if verdict else 1
 
 
-def callgrind_total(out_file: Path) -> int:
-    """The instruction count ("totals:" or "summary:") of a callgrind output file."""
-    for line in out_file.read_text().splitlines():
-        if line.startswith(("totals:", "summary:")):
-            return int(line.split()[1])
-    raise RuntimeError(f"no totals in {out_file}")
-
-
-def send_requests(port: int, paths: Path, count: int, auth: str) -> dict[int, int]:
-    """``count`` GETs of the paths in the file, in turn, on one keep-alive connection."""
-    lines = [line for line in paths.read_text().splitlines() if line]
-    statuses: dict[int, int] = {}
-    connection = http.client.HTTPConnection(core.HOST, port, timeout=600)
-    try:
-        for i in range(count):
-            connection.request("GET", lines[i % len(lines)], headers={"Authorization": auth})
-            response = connection.getresponse()
-            response.read()
-            statuses[response.status] = statuses.get(response.status, 0) + 1
-    finally:
-        connection.close()
-    return statuses
-
-
-CALLGRIND_CONFIG = """\
-# bench_metrics.py: the shipped configuration, adjusted for a worker under callgrind (about 50x
-# slower: no heartbeat kill, no recycling), and a mark after the warm-up and after the measured
-# requests. The mark is a call of sched_yield(2), which nothing else in the api makes:
-# valgrind --dump-before=sched_yield writes the counts so far and zeroes them at each mark.
-import os
-
-from scim_bridge.api.gunicorn_conf import *  # noqa: F403
-
-timeout = 900
-max_requests = 0
-max_requests_jitter = 0
-_MARKS = {{{warmup}, {last}}}
-_served = 0
-
-
-def post_request(worker, req, environ, resp):
-    global _served
-    _served += 1
-    if _served in _MARKS:
-        os.sched_yield()
-"""
-
-
-def measure_instructions(
-    args: argparse.Namespace,
-    procs: core.Processes,
-    env: dict[str, str],
-    token: str,
-    files: dict[str, Path],
-    work: Path,
-    log: Any,
-) -> dict[str, Any]:
-    """Instructions per request of the whole api worker (gunicorn included), by callgrind.
-
-    ``scim-bridge serve --workers 1`` runs under ``valgrind --tool=callgrind``; per scenario,
-    100 warm-up requests, then ``--instructions`` measured ones, sent one after another on a
-    keep-alive connection. The worker marks the end of each (CALLGRIND_CONFIG), callgrind dumps
-    its counts there, and the second dump holds exactly the measured requests. Instruction counts
-    do not depend on the load of the machine, so the ratio holds on a shared host.
-    """
-    warmup = 100
-    result: dict[str, Any] = {"requests": args.instructions}
-    per: dict[str, dict[str, float]] = {scenario: {} for scenario in files}
-    for scenario, paths in files.items():
-        for label, flag in (("with", "true"), ("without", "false")):
-            port = core.free_port()
-            prefix = work / f"callgrind-{scenario}-{label}"
-            config = work / f"gunicorn-callgrind-{scenario}-{label}.py"
-            config.write_text(
-                CALLGRIND_CONFIG.format(warmup=warmup, last=warmup + args.instructions)
-            )
-            process = procs.start(
-                f"api-callgrind-{scenario}-{label}",
-                [
-                    "valgrind", "--tool=callgrind", "--dump-before=sched_yield",
-                    f"--callgrind-out-file={prefix}.%p", sys.executable, core.cli(), "serve",
-                    "--host", core.HOST, "--port", str(port), "--workers", "1",
-                    "--threads", "4", "--config", str(config),
-                ],
-                env=env | {"SCIM_BRIDGE_HTTP_METRICS": flag, "PYTHONHASHSEED": "0"},
-            )  # fmt: skip
-            core.wait_http(port, "/healthz", process, 900)
-            statuses = send_requests(port, paths, warmup + args.instructions, token)
-            # The worker's second dump: "<prefix>.<pid>.2" (the first is start-up and warm-up).
-            deadline = time.monotonic() + 120
-            while not (dumps := sorted(work.glob(f"{prefix.name}.*.2"))):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("callgrind wrote no dump of the measured requests")
-                time.sleep(0.5)
-            procs.stop(process)
-            if len(dumps) != 1 or set(statuses) != {200}:
-                raise RuntimeError(f"unexpected callgrind run: {dumps}, statuses {statuses}")
-            per[scenario][label] = callgrind_total(dumps[0]) / args.instructions
-            log(f"instructions, {scenario}, {label} metrics: {per[scenario][label]:,.0f}/request")
-        counts = per[scenario]
-        result[scenario] = {
-            "with": round(counts["with"]),
-            "without": round(counts["without"]),
-            "ratio": round(counts["without"] / counts["with"], 4),
-        }
-    return result
-
-
 def measure_task_events(
     args: argparse.Namespace,
     procs: Processes,
@@ -467,105 +358,6 @@ def measure_task_events(
             r["cpu_cores"].get("flower", 0.0) for r in runs["on"]
         ),
     }
-
-
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
-    m = report["machine"]
-    lines = [
-        "# What observability costs: request metrics and task events",
-        "",
-        f"- date: {report['date']}",
-        f"- machine: {m.get('nproc')} CPUs, {m.get('cpu_model', '')}, Python {m.get('python')}; "
-        f"load average at start {' '.join(f'{x:.2f}' for x in report['load_average_start'])}, "
-        f"at end {' '.join(f'{x:.2f}' for x in report['load_average_end'])} "
-        "(the machine is shared: other users' load is in the `others` CPU column of the json)",
-        f"- command: `{report['command']}`",
-        f"- code: commit {report['code'].get('commit')}",
-        f"- load generator: {report['generator']['name']} "
-        f"{' '.join(report['generator']['version'])}, on the same machine, 127.0.0.1 only",
-        f"- {report['parameters']['users']:,} users; {report['parameters']['clients']} clients; "
-        f"{report['parameters']['repeat']} measurements of {report['parameters']['duration']:g} s "
-        "per case, alternating; api `scim-bridge serve --workers "
-        f"{report['parameters']['api_workers']} --threads {report['parameters']['threads']}`",
-        "",
-        "## Request metrics on the read path (target: with ≥ 95 % of without)",
-        "",
-        "With metrics, `/metrics` was scraped every second during each measurement.",
-        "",
-        "| scenario | with metrics req/s, median (min-max) | p99 ms | without req/s, median"
-        " (min-max) | p99 ms | ratio, median (each pair) | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
-    ]
-    cpu_lines = [
-        "",
-        "The same measurements as api CPU per answered request (its gunicorn processes' CPU"
-        " time over the requests answered) and the capacity ratio it gives (requests per api"
-        " CPU-second, with over without):",
-        "",
-        "| scenario | with µs/request | without µs/request | capacity ratio, median (each pair)"
-        " | verdict |",
-        "| --- | ---: | ---: | --- | --- |",
-    ]
-    for scenario, r in report["read_path"].items():
-        w, wo = r["with"], r["without"]
-        verdict = "pass" if r["ratio_median"] >= READ_TARGET else "FAIL"
-        lines.append(
-            f"| {scenario} | {w['rps_median']:,.1f} ({w['rps_min']:,.1f}-{w['rps_max']:,.1f}) "
-            f"| {w['p99_ms_median']} | {wo['rps_median']:,.1f} ({wo['rps_min']:,.1f}-"
-            f"{wo['rps_max']:,.1f}) | {wo['p99_ms_median']} | {r['ratio_median']:.3f} "
-            f"({', '.join(f'{x:.3f}' for x in r['ratio_each_pair'])}) | {verdict} |"
-        )
-        cpu_verdict = "pass" if r["cpu_ratio_median"] >= READ_TARGET else "FAIL"
-        cpu_lines.append(
-            f"| {scenario} | {w['api_cpu_us_median']:,.1f} | {wo['api_cpu_us_median']:,.1f} | "
-            f"{r['cpu_ratio_median']:.3f} "
-            f"({', '.join(f'{x:.3f}' for x in r['cpu_ratio_each_pair'])}) | {cpu_verdict} |"
-        )
-    lines += cpu_lines
-    counted = report.get("instructions")
-    if counted:
-        lines += [
-            "",
-            "Instructions per request of the api worker, counted by callgrind: `scim-bridge serve"
-            " --workers 1` under `valgrind --tool=callgrind`, the worker's counts dumped after"
-            f" 100 warm-up requests and again after {counted['requests']:,} more, sent one after"
-            " another on a keep-alive connection (gunicorn's HTTP handling included; the"
-            " `/metrics` scrapes are not). Instruction counts"
-            " do not move with the load of the machine. The ratio is the throughput the api"
-            " keeps with metrics when its CPU is the bound (instructions without over with):",
-            "",
-            "| scenario | with metrics | without | ratio | verdict |",
-            "| --- | ---: | ---: | --- | --- |",
-        ]
-        for scenario in report["read_path"]:
-            c = counted[scenario]
-            verdict = "pass" if c["ratio"] >= READ_TARGET else "FAIL"
-            lines.append(
-                f"| {scenario} | {c['with']:,} | {c['without']:,} | {c['ratio']:.4f} | {verdict} |"
-            )
-    events = report["task_events"]
-    lines += ["", "## Task events for Flower", ""]
-    if not events.get("flower_installed"):
-        lines.append("Flower is not installed (`pip install '.[flower]'`): not measured.")
-    else:
-        off, on = events["off"], events["on"]
-        lines += [
-            "Confirmed creates through one `scim-bridge worker --concurrency 4`: task events off,"
-            " then on with `scim-bridge flower --task-events` running (Flower enables events on"
-            " the worker), alternating.",
-            "",
-            "| case | creates/s, median (min-max) | p99 ms |",
-            "| --- | ---: | ---: |",
-            f"| task events off | {off['rps_median']:,.1f} ({off['rps_min']:,.1f}-"
-            f"{off['rps_max']:,.1f}) | {off['p99_ms_median']} |",
-            f"| task events on, Flower running | {on['rps_median']:,.1f} ({on['rps_min']:,.1f}-"
-            f"{on['rps_max']:,.1f}) | {on['p99_ms_median']} |",
-            "",
-            f"Ratio on/off: {events['ratio_median']:.3f} (each pair: "
-            f"{', '.join(f'{x:.3f}' for x in events['ratio_each_pair'])}); Flower itself used "
-            f"{events['flower_cpu_cores_median']} CPU cores (median) while the creates ran.",
-        ]
-    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ writes nothing when the record did not change (so ``meta.lastModified`` moves on
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from scim_bridge.adapters.errors import AdapterError
 from scim_bridge.adapters.port import Deadline, LegacyAdapter, LegacyRecord
@@ -25,12 +24,12 @@ from scim_bridge.store import Kind, Status, Store, now_iso
 from scim_bridge.store.imports import ImportStore, Observation
 from scim_bridge.workers.identity import resource_id
 from scim_bridge.workers.observe import decide, document, malformed
+from scim_bridge.workers.priority import at_lower_priority
 from scim_bridge.workers.removals import Removals
 
 log = logging.getLogger("scim_bridge.sync")
 
 Publish = Callable[[Kind, str], None]
-T = TypeVar("T")
 _COUNTS = ("listed", "created", "updated", "unchanged", "pending", "skipped", "enforced")
 
 
@@ -358,49 +357,6 @@ class Importer:
             g.key: [known[str(k)] for k in g.document.get("members") or () if str(k) in known]
             for _, g in groups
         }
-
-
-def at_lower_priority(
-    niceness: int, work: Callable[[], T], interrupted: threading.Event | None = None
-) -> T:
-    """Run ``work`` in a thread of its own whose CPU priority is ``niceness`` steps lower.
-
-    A full pass is bulk work: on a machine it shares with the api it must take the CPU the api
-    leaves, not half of it. Linux keeps a nice value per thread, so the thread that runs the pass
-    is lowered and then ends; the process (a Celery worker child that goes on reconciling Okta's
-    changes, or the CLI) keeps its priority, which an unprivileged process could not raise back.
-    Where threads cannot be lowered (not Linux), the work runs as it is. If the waiting thread
-    is interrupted (a signal's exception: Celery's soft time limit, Ctrl-C), ``interrupted`` is
-    set, the work is waited for (it stops at its next checkpoint) and the exception goes on.
-    """
-    if niceness <= 0 or not hasattr(os, "setpriority"):
-        return work()
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            tid = threading.get_native_id()
-            current = os.getpriority(os.PRIO_PROCESS, tid)
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + niceness))
-        except OSError as exc:
-            log.debug("import pass runs at normal priority: %s", exc)
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # re-raised in the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="scim-bridge-import", daemon=True)
-    thread.start()
-    try:
-        thread.join()
-    except BaseException:
-        if interrupted is not None:
-            interrupted.set()
-        thread.join()
-        raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return cast(T, outcome["value"])
 
 
 def _is_redis_error(exc: Exception) -> bool:

@@ -1,0 +1,56 @@
+"""Bulk work at a lower CPU priority, in a thread of its own (an import's full pass)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
+
+log = logging.getLogger("scim_bridge.sync")
+
+
+def at_lower_priority(
+    niceness: int, work: Callable[[], T], interrupted: threading.Event | None = None
+) -> T:
+    """Run ``work`` in a thread of its own whose CPU priority is ``niceness`` steps lower.
+
+    A full pass is bulk work: on a machine it shares with the api it must take the CPU the api
+    leaves, not half of it. Linux keeps a nice value per thread, so the thread that runs the pass
+    is lowered and then ends; the process (a Celery worker child that goes on reconciling Okta's
+    changes, or the CLI) keeps its priority, which an unprivileged process could not raise back.
+    Where threads cannot be lowered (not Linux), the work runs as it is. If the waiting thread
+    is interrupted (a signal's exception: Celery's soft time limit, Ctrl-C), ``interrupted`` is
+    set, the work is waited for (it stops at its next checkpoint) and the exception goes on.
+    """
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return work()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + niceness))
+        except OSError as exc:
+            log.debug("import pass runs at normal priority: %s", exc)
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="scim-bridge-import", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except BaseException:
+        if interrupted is not None:
+            interrupted.set()
+        thread.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(T, outcome["value"])
