@@ -109,6 +109,8 @@ def test_an_interrupted_full_pass_stops_at_its_next_page_and_keeps_its_checkpoin
         with pytest.raises(KeyboardInterrupt):
             sync.full_pass()
         assert len(calls) == 1  # the pass did not go on after the interruption
+        # ... and its thread has ended: none goes on writing after the caller was interrupted.
+        assert "scim-bridge-import" not in [t.name for t in threading.enumerate()]
     finally:
         del legacy.adapter.list_users
     assert ImportStore(store).checkpoint()["phase"] == "u"

@@ -41,16 +41,24 @@ def at_lower_priority(
             outcome["value"] = work()
         except BaseException as exc:  # re-raised in the caller's thread
             outcome["error"] = exc
+        finally:
+            finished.set()
 
+    # The caller waits on an event, not on Thread.join(): a join that a signal's exception
+    # interrupts marks the thread as ended while it still runs (CPython before 3.13), and the
+    # second join would return at once, leaving the work running after the caller went on.
+    finished = threading.Event()
     thread = threading.Thread(target=run, name="scim-bridge-import", daemon=True)
     thread.start()
     try:
-        thread.join()
+        finished.wait()
     except BaseException:
         if interrupted is not None:
             interrupted.set()
+        finished.wait()
         thread.join()
         raise
+    thread.join()
     if "error" in outcome:
         raise outcome["error"]
     return cast(T, outcome["value"])
