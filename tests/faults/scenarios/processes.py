@@ -202,18 +202,16 @@ def sentinel_failover(
             seen["replica_again_after_s"] = round(time.monotonic() - killed, 2)
 
         trigger = Trigger([changes // 3], fail_over)
-        with Reader(stack.api_url, ledger.ids) as reader:
-            result = burst(
-                stack.api_url,
-                ledger,
-                changes=changes,
-                clients=clients,
-                prefix="failover",
-                on_progress=trigger.progress,
-            )
-            trigger.finish()
-        _reads(outcome, reader)
-        errors += result.errors + trigger.errors
+        result = _burst_with_trigger(
+            stack,
+            ledger,
+            outcome,
+            trigger,
+            errors,
+            changes=changes,
+            clients=clients,
+            prefix="failover",
+        )
         outcome.facts.update(burst_s=round(result.seconds, 1), **seen)
         outcome.facts["primary_now"] = (
             "the old replica" if group.master_ports() == {group.replica.port} else "unchanged"
