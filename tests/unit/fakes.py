@@ -114,7 +114,9 @@ class MemoryStore(ResourceStore, WorkStore, DeadLetterStore):
         return len(self.zsets[self.keys.order(kind)])
 
     # Resources: writes (store/write.lua and store/purge.lua) ----------------------------------
-    def write_many(self, writes: Sequence[DesiredWrite]) -> int:
+    def write_many(self, writes: Sequence[DesiredWrite], *, replicated: bool = False) -> int:
+        # One process's memory has no replicas: a replicated write is acknowledged at once
+        # (the real store's WAIT is tested against real replicas in tests/test_sentinel.py).
         changes = [self._write_args(w) for w in writes]
         now = time.time()
         with self._changed:
