@@ -29,9 +29,12 @@ Problems are :class:`MappingError` naming the mapping key, so a file is fixed in
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cache
+
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -39,8 +42,13 @@ __all__ = [
     "ActiveMapping",
     "AttributePath",
     "MappingError",
+    "MappingProblems",
     "PasswordScheme",
     "parse_path",
+    "read_toml",
+    "toml_string",
+    "toml_table",
+    "unknown_keys",
 ]
 
 
@@ -51,6 +59,56 @@ class MappingError(ValueError):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
+
+
+class MappingProblems(ValueError):
+    """Every problem of a mapping, one line each (``key: what is wrong and what to change``)."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The mapping file at ``path`` as TOML; raises :class:`MappingProblems` when unreadable."""
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        problem = f"cannot read the mapping file: {exc.strerror}"
+        raise MappingProblems(str(path), [problem]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingProblems(str(path), [f"not valid TOML: {exc}"]) from None
+
+
+def toml_table(raw: Any, where: str, problems: list[str]) -> dict[str, Any]:
+    """``raw`` as a table, or an empty one and a problem naming ``where``."""
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    problems.append(f"{where}: expected a table, found {type(raw).__name__}")
+    return {}
+
+
+def unknown_keys(
+    table: Mapping[str, Any], where: str, allowed: set[str], problems: list[str]
+) -> None:
+    """A problem for every key of ``table`` not in ``allowed``."""
+    for name in table:
+        if name not in allowed:
+            key = f"{where}.{name}" if where else name
+            problems.append(f"{key}: unknown key; known here: {', '.join(sorted(allowed))}")
+
+
+def toml_string(table: Mapping[str, Any], where: str, name: str, problems: list[str]) -> str | None:
+    """The string at ``table[name]`` (``None`` when absent or empty)."""
+    value = table.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        problems.append(f"{where}.{name}: expected a string, found {type(value).__name__}")
+        return None
+    return value
 
 
 _NAME = r"[A-Za-z][A-Za-z0-9_$-]*"

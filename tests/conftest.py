@@ -36,6 +36,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real OpenLDAP slapd on a free port with its own cn=config and database."""
+    from tests.adapters.directory import Slapd, slapd_missing
+
+    missing = slapd_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    server = Slapd(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def password_key() -> str:
     return PasswordVault.generate_key().decode()
 

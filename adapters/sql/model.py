@@ -9,7 +9,6 @@ documented in ``docs/sql-mapping.md``; keep the two in step.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,23 +18,19 @@ from scim_bridge.adapters.mapping import (
     ActiveMapping,
     AttributePath,
     MappingError,
+    MappingProblems,
     PasswordScheme,
     parse_path,
+    read_toml,
 )
+from scim_bridge.adapters.mapping import toml_string as _string
+from scim_bridge.adapters.mapping import toml_table as _table
+from scim_bridge.adapters.mapping import unknown_keys as _unknown
 
 USER_OPERATIONS = ("create", "update", "deactivate", "reactivate", "password", "delete")
 GROUP_OPERATIONS = ("create", "update", "delete", "add_member", "remove_member")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
-
-
-class MappingProblems(ValueError):
-    """Every problem of a mapping, one line each (``key: what is wrong and what to change``)."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 @dataclass(frozen=True)
@@ -103,15 +98,7 @@ class SqlMapping:
 
 def load_mapping(path: str | Path) -> SqlMapping:
     """Read and parse the mapping file at ``path``; raises :class:`MappingProblems`."""
-    source = str(path)
-    try:
-        with open(path, "rb") as file:
-            document = tomllib.load(file)
-    except OSError as exc:
-        raise MappingProblems(source, [f"cannot read the mapping file: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MappingProblems(source, [f"not valid TOML: {exc}"]) from None
-    return parse_mapping(document, source=source)
+    return parse_mapping(read_toml(path), source=str(path))
 
 
 def parse_mapping(document: Mapping[str, Any], *, source: str = "mapping") -> SqlMapping:
@@ -311,30 +298,6 @@ def _pair(entry: Mapping[str, Any], where: str, problems: list[str]) -> ActiveMa
     except MappingError as exc:
         problems.append(f"{where}: {exc.message}")
         return None
-
-
-def _table(raw: Any, where: str, problems: list[str]) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    problems.append(f"{where}: expected a table, found {type(raw).__name__}")
-    return {}
-
-
-def _unknown(table: Mapping[str, Any], where: str, allowed: set[str], problems: list[str]) -> None:
-    for name in table:
-        if name not in allowed:
-            key = f"{where}.{name}" if where else name
-            problems.append(f"{key}: unknown key; known here: {', '.join(sorted(allowed))}")
-
-
-def _string(table: Mapping[str, Any], where: str, name: str, problems: list[str]) -> str | None:
-    value = table.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        problems.append(f"{where}.{name}: expected a string, found {type(value).__name__}")
-        return None
-    return value
 
 
 def _identifier(
