@@ -53,6 +53,7 @@ _CHUNK = 100  # values per (|(...)...) filter
 _SERVER_PAGE = 500  # entries per Simple Paged Results page
 _HELD_LISTINGS = 8  # paged searches kept open between list calls, per adapter
 _EPOCH = "19700101000000Z"
+FIRST_NUMBER = 10000  # the first uidNumber/gidNumber the adapter gives (above system ids)
 
 
 def capabilities_of(mapping: LdapMapping) -> Capabilities:
@@ -102,6 +103,7 @@ class LdapAdapter(LegacyAdapter):
         self._groups = Entries(mapping.groups) if mapping.groups is not None else None
         self.capabilities = capabilities_of(mapping)
         self._member_required = False
+        self._numbered: dict[str, tuple[str, ...]] = {}
         self._ready = False
         self._lock = threading.Lock()
         self._listings: OrderedDict[tuple[str, str], _Listing] = OrderedDict()
@@ -133,6 +135,7 @@ class LdapAdapter(LegacyAdapter):
         checked = check_directory(self.directory, self.mapping, deadline)
         if not checked.problems:
             self._member_required = checked.member_required
+            self._numbered = checked.numbered
         return checked.problems
 
     def _prepare(self, deadline: Deadline, what: str) -> None:
@@ -403,6 +406,9 @@ class LdapAdapter(LegacyAdapter):
                 return entries.key_of(holder)
         if holders:
             raise self._conflict(entries, name, holders[0].dn)
+        numbers = self._numbered.get(entries.kind, ())
+        for attribute in numbers:
+            attributes[attribute] = [self._next_number(session, entries, attribute)]
         if session.add(dn, entries.mapping.object_classes, attributes) == ENTRY_ALREADY_EXISTS:
             existing = session.read(dn, entries.read_attributes)
             if existing is not None and entries.holds(existing, values):
@@ -411,7 +417,30 @@ class LdapAdapter(LegacyAdapter):
         created = session.read(dn, [entries.key_attribute])
         if created is None:
             raise PermanentError(f"entry {dn} cannot be read after it was added")
-        return entries.key_of(created)
+        key = entries.key_of(created)
+        for attribute in numbers:
+            self._settle_number(session, entries, key, dn, attribute, attributes[attribute][0])
+        return key
+
+    def _next_number(self, session: Session, entries: Entries, attribute: str) -> str:
+        """One more than the highest ``attribute`` (uidNumber, gidNumber) under the base."""
+        held = self._scan(session, entries, f"({attribute}=*)", [attribute])
+        numbers = [int(v) for e in held for v in e.values(attribute) if str(v).isdigit()]
+        return str(max(numbers, default=FIRST_NUMBER - 1) + 1)
+
+    def _settle_number(
+        self, session: Session, entries: Entries, key: str, dn: str, attribute: str, value: str
+    ) -> None:
+        """Two creates at once may take one number: the entry with the lower key keeps it,
+        the other takes the next free one (each creator checks its own entry)."""
+        for _ in range(10):
+            search = f"({attribute}={_filter(value)})"
+            holders = sorted(entries.key_of(e) for e in self._scan(session, entries, search, []))
+            if len(holders) < 2 or holders[0] == key:
+                return
+            value = self._next_number(session, entries, attribute)
+            self._modify(session, dn, {attribute: [(MODIFY_REPLACE, [value])]}, key)
+        raise TransientError(f"{session.what}: no free {attribute} under {entries.mapping.base}")
 
     def _update(self, session: Session, entries: Entries, key: str, document: ScimDocument) -> None:
         values = entries.values(document)

@@ -8,7 +8,7 @@ MUST and MAY, with their superiors); every attribute the object classes require 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ldap3 import SCHEMA
@@ -20,6 +20,7 @@ from scim_bridge.adapters.port import Deadline
 
 # Attributes every entry has or the server keeps (never mapped, never required of a mapping).
 _OPERATIONAL = {"objectclass", "entryuuid", "objectguid", "modifytimestamp", "createtimestamp"}
+NUMBERS = {"uidnumber": "uidNumber", "gidnumber": "gidNumber"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Checked:
     problems: list[str]
     member_required: bool = False
     """Whether the group object classes require ``member_attribute`` (``groupOfNames``)."""
+    numbered: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per kind, the POSIX numbers (``uidNumber``, ``gidNumber``) its object classes require
+    and the mapping does not map: the adapter gives each new entry the next free one."""
 
 
 def check_directory(directory: Directory, mapping: LdapMapping, deadline: Deadline) -> Checked:
@@ -50,20 +54,22 @@ def check_directory(directory: Directory, mapping: LdapMapping, deadline: Deadli
             )
             return Checked(problems)
         member_required = False
+        numbered: dict[str, tuple[str, ...]] = {}
         for entries in (mapping.users, mapping.groups):
             if entries is None:
                 continue
-            required = _check_entries(session, schema, entries, problems)
+            required, numbers = _check_entries(session, schema, entries, problems)
+            numbered[entries.kind] = numbers
             if entries.kind == "groups" and entries.member_attribute:
                 member_required = entries.member_attribute.lower() in required
-        return Checked(problems, member_required)
+        return Checked(problems, member_required, numbered)
     finally:
         close(connection)
 
 
 def _check_entries(
     session: Session, schema: Any, entries: EntryMapping, problems: list[str]
-) -> set[str]:
+) -> tuple[set[str], tuple[str, ...]]:
     kind = entries.kind
     if session.read(entries.base, ["objectClass"]) is None:
         problems.append(f"{kind}.base: {entries.base} does not exist in the directory")
@@ -104,12 +110,25 @@ def _check_entries(
     covered = {names.get(a.lower(), a.lower()) for _, a in wanted}
     if entries.member_attribute:
         covered.add(names.get(entries.member_attribute.lower(), ""))
-    for attribute in sorted(must - covered - _OPERATIONAL):
+    missing = must - covered - _OPERATIONAL
+    numbers = tuple(NUMBERS[a] for a in sorted(missing) if a in NUMBERS)
+    spelled = _spelled(schema)
+    for attribute in sorted(missing - set(NUMBERS)):
         problems.append(
-            f"{kind}.object_classes: {', '.join(entries.object_classes)} require {attribute};"
-            f" map a SCIM attribute to it in [{kind}.attributes]"
+            f"{kind}.object_classes: {', '.join(entries.object_classes)} require"
+            f" {spelled.get(attribute, attribute)}; map a SCIM attribute to it in"
+            f" [{kind}.attributes]"
         )
-    return must
+    return must, numbers
+
+
+def _spelled(schema: Any) -> dict[str, str]:
+    """Canonical lower-case attribute names to the schema's spelling."""
+    spelled: dict[str, str] = {}
+    for info in schema.attribute_types.values():
+        name = next(iter(info.name or []), info.oid)
+        spelled[str(name).lower()] = str(name)
+    return spelled
 
 
 def _lowered(entries: EntryMapping) -> set[str]:

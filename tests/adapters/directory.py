@@ -27,16 +27,18 @@ SCHEMA_DIR = Path("/etc/ldap/schema")
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 SUFFIX = "dc=corp,dc=example"
 ROOT_DN = f"cn=admin,{SUFFIX}"
-ROOT_PASSWORD = "root-secret"  # noqa: S105 - the test directory's own root password
+ROOT_PASSWORD = "root-secret"
 READER_DN = f"cn=reader,{SUFFIX}"
-READER_PASSWORD = "reader-secret"  # noqa: S105
+READER_PASSWORD = "reader-secret"
 
 
 def slapd_missing() -> str | None:
     """Why the directory cannot be started here, or ``None``."""
     for binary in (SLAPD, SLAPADD):
         if shutil.which(binary) is None:
-            return f"{binary} is not installed (Debian's slapd package; scripts/test.sh installs it)"
+            return (
+                f"{binary} is not installed (Debian's slapd package; scripts/test.sh installs it)"
+            )
     for schema in SCHEMAS:
         if not (SCHEMA_DIR / f"{schema}.ldif").exists():
             return f"{SCHEMA_DIR / schema}.ldif is missing (Debian's slapd package)"
@@ -276,11 +278,13 @@ POSIX_GROUP = """\
 url = "{url}"
 bind_dn = "{bind_dn}"
 bind_password_file = "{password_file}"
+start_tls = true
+ca_file = "{ca_file}"
 
 [users]
 base = "ou=people,{base}"
 object_classes = ["inetOrgPerson"]
-rdn = "cn"
+rdn = "uid"
 changed = "modifyTimestamp"
 [users.attributes]
 userName = "uid"
@@ -292,6 +296,9 @@ displayName = "cn"
 attribute = "employeeType"
 true = "A"
 false = "T"
+[users.password]
+attribute = "userPassword"
+scheme = "server"
 
 [groups]
 base = "ou=groups,{base}"
@@ -324,6 +331,7 @@ def write_mapping(
             url=server.url,
             bind_dn=bind_dn,
             password_file=password_file,
+            ca_file=server.ca_file,
             base=base or server.new_tree(),
         )
     )

@@ -1,5 +1,6 @@
 """The ldap adapter passes the contract kit against a real slapd, for an inetOrgPerson and
-groupOfNames directory and for one whose groups are posixGroups listing members by memberUid."""
+groupOfNames directory and for one whose groups are posixGroups listing members by memberUid
+(that one over StartTLS with a private CA, the directory hashing passwords itself)."""
 
 from __future__ import annotations
 
