@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     sql_url: str = "sqlite:///scim-bridge-legacy.db"
     sql_mapping: Path | None = None
     """The ``sql`` adapter's mapping file (TOML, docs/sql-mapping.md); unset: its own tables."""
+    ldap_mapping: Path | None = None
+    """The ``ldap`` adapter's mapping file (TOML, docs/ldap.md); required by that adapter."""
     simulate_latency_s: float = Field(0.0, ge=0)
     simulate_jitter_s: float = Field(0.0, ge=0)
     simulate_error_rate: float = Field(0.0, ge=0, le=1)
@@ -401,12 +403,15 @@ class Settings(BaseSettings):
         return None
 
     def adapter_options_resolved(self) -> dict[str, Any]:
-        """Options handed to the adapter factory (``sql`` gets ``url`` from ``sql_url``)."""
+        """Options handed to the adapter factory (``sql`` gets ``url`` from ``sql_url``, ``ldap``
+        its ``mapping`` from ``ldap_mapping``)."""
         options = dict(self.adapter_options)
         if self.adapter == "sql":
             options.setdefault("url", self.sql_url)
             if self.sql_mapping is not None:
                 options.setdefault("mapping", str(self.sql_mapping))
+        if self.adapter == "ldap" and self.ldap_mapping is not None:
+            options.setdefault("mapping", str(self.ldap_mapping))
         return options
 
 

@@ -101,7 +101,9 @@ class Entries:
     def rdn_of(self, value: str) -> str:
         """``rdn=value`` with the value escaped (RFC 4514: ``, + " \\ < > ; =``, a leading
         ``#`` or blank, a trailing blank)."""
-        return f"{self.mapping.rdn}={escape_rdn(value)}"
+        # escape_rdn writes NUL as a backslash and the NUL itself; RFC 4514 wants ``\\00``.
+        escaped = str(escape_rdn(value)).replace("\\\x00", "\\00")
+        return f"{self.mapping.rdn}={escaped}"
 
     def dn_for(self, document: ScimDocument) -> str:
         return f"{self.rdn_of(self.rdn_value(document))},{self.mapping.base}"

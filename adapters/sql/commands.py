@@ -17,7 +17,10 @@ from sqlalchemy.exc import DBAPIError
 
 from scim_bridge.adapters.sql.model import MappingProblems
 
-HELP = "check the sql adapter's mapping against the database, or write a starting mapping"
+HELP = (
+    "check the sql or ldap adapter's mapping against the database or directory, or write a"
+    " starting sql mapping"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "check", help="validate the mapping against the live database; one line per problem"
     )
     check.add_argument(
-        "--mapping", type=Path, default=None, help="default: $SCIM_BRIDGE_SQL_MAPPING"
+        "--mapping",
+        type=Path,
+        default=None,
+        help="default: $SCIM_BRIDGE_SQL_MAPPING (ldap: $SCIM_BRIDGE_LDAP_MAPPING)",
     )
     check.add_argument("--url", default=None, help="default: $SCIM_BRIDGE_SQL_URL")
+    check.add_argument(
+        "--adapter",
+        choices=("sql", "ldap"),
+        default=None,
+        help="whose mapping (default: $SCIM_BRIDGE_ADAPTER, else sql); ldap reads"
+        " $SCIM_BRIDGE_LDAP_MAPPING",
+    )
     init = actions.add_parser("init", help="write a starting mapping for a table (reflection)")
     init.add_argument("url", help="SQLAlchemy URL of the application's database")
     init.add_argument("--table", required=True, help="the users table, e.g. employees")
@@ -40,9 +53,16 @@ def run(args: argparse.Namespace) -> int:
     """Run ``mapping check`` or ``mapping init``; the exit status."""
     if args.mapping_action == "init":
         return _init(args.url, args.table, args.output)
-    url = args.url or os.environ.get("SCIM_BRIDGE_SQL_URL", "sqlite:///scim-bridge-legacy.db")
-    mapping = args.mapping or os.environ.get("SCIM_BRIDGE_SQL_MAPPING") or None
-    problems, summary = check(url, mapping)
+    adapter = args.adapter or os.environ.get("SCIM_BRIDGE_ADAPTER", "sql")
+    if adapter == "ldap":
+        from scim_bridge.adapters.ldap import commands as ldap
+
+        mapping = args.mapping or os.environ.get("SCIM_BRIDGE_LDAP_MAPPING") or None
+        problems, summary = ldap.check(mapping)
+    else:
+        url = args.url or os.environ.get("SCIM_BRIDGE_SQL_URL", "sqlite:///scim-bridge-legacy.db")
+        mapping = args.mapping or os.environ.get("SCIM_BRIDGE_SQL_MAPPING") or None
+        problems, summary = check(url, mapping)
     for line in problems:
         print(line)
     print(summary, file=sys.stderr if problems else sys.stdout)

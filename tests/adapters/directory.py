@@ -2,7 +2,8 @@
 
 :class:`Slapd` writes a configuration LDIF (the core, cosine, inetorgperson and nis schemas from
 ``/etc/ldap/schema``, an mdb database under ``dc=corp,dc=example`` with a root DN, a read-only
-account and TLS with a certificate made here), loads it with ``slapadd -n0`` into a temporary
+account whose unpaged searches are capped at 10 entries, as directories cap them, and TLS with
+a certificate made here), loads it with ``slapadd -n0`` into a temporary
 ``cn=config`` directory and runs ``/usr/sbin/slapd -h "ldap://127.0.0.1:PORT/ ldaps://..." -F
 confdir`` in the foreground. It can be stopped and started again on the same ports and data (the
 restart tests). Debian's ``slapd`` and ``ldap-utils`` packages provide the binaries;
@@ -113,6 +114,7 @@ class Slapd:
             olcDbIndex: cn eq
             olcDbIndex: member eq
             olcDbIndex: memberUid eq
+            olcLimits: dn.exact="{READER_DN}" size.soft=10 size.hard=10 size.prtotal=unlimited
             olcAccess: to attrs=userPassword by self write by anonymous auth by * none
             olcAccess: to * by dn.exact="{READER_DN}" read by * none
             """
