@@ -141,7 +141,12 @@ def _announce(port: int, settings: Settings) -> None:
             else "  worker metrics    : off (SCIM_BRIDGE_WORKER_METRICS_PORT=0)"
         ),
         f"  Redis             : {settings.redis_url}",
-        f"  legacy app (demo) : {settings.sql_url} ({settings.adapter} adapter)",
+        (
+            f"  legacy app (demo) : {settings.sql_url} ({settings.adapter} adapter)"
+            if settings.adapter == "sql"
+            else f"  legacy app        : {settings.adapter} adapter"
+            + (f", mapping {settings.ldap_mapping}" if settings.adapter == "ldap" else "")
+        ),
     ]
     if settings.auth_mode == "header":
         lines.append(f"  credentials       : {settings.auth_header_name}: {header}")

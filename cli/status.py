@@ -45,6 +45,8 @@ def show_status(as_json: bool) -> None:
         *import_rows(current.imports),
         ("Redis used memory", f"{current.redis_used_memory_bytes / 2**20:.1f} MiB"),
     ]
+    if current.adapter_problem:
+        rows.insert(0, ("adapter refused at worker start", current.adapter_problem))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")

@@ -60,6 +60,21 @@ def worker(concurrency: int | None, loglevel: str) -> None:
         from scim_bridge.adapters.sql.commands import refuse_broken_mapping
 
         refuse_broken_mapping(settings)
+    elif settings.adapter == "ldap":
+        from scim_bridge.adapters.ldap import commands as ldap
+        from scim_bridge.workers.runtime import Runtime
+
+        store = Runtime(settings).store
+
+        def report(problem: str | None) -> None:
+            import redis
+
+            try:
+                store.report_adapter_problem(problem)
+            except redis.RedisError as exc:  # the refusal still stops the worker, and says why
+                print(f"scim-bridge: cannot record the adapter problem: {exc}", file=sys.stderr)
+
+        ldap.refuse_broken_mapping(settings, report)
     app = create_celery(settings)
     # Celery's exit status must reach the supervisor: a worker that died of a broker error has
     # to be restarted (systemd's on-failure, Kubernetes), not taken for a clean stop.

@@ -56,6 +56,19 @@ class FleetStore(Area):
         value = self.redis.hget(self.keys.stats, "reconcile_s")
         return float(value) if value is not None else None
 
+    def report_adapter_problem(self, problem: str | None) -> None:
+        """Record why a worker refused to start on its adapter (``None``: clear it)."""
+        if problem is None:
+            self.redis.delete(self.keys.legacy_problem)
+        else:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.redis.set(self.keys.legacy_problem, f"{problem} (worker start at {stamp})")
+
+    def adapter_problem(self) -> str | None:
+        """What :meth:`report_adapter_problem` recorded last, if anything."""
+        value = self.redis.get(self.keys.legacy_problem)
+        return value.decode() if isinstance(value, bytes) else None
+
     # The legacy guard ---------------------------------------------------------------------------
     def take_slot(self, token: str, limit: int, lease_s: float) -> bool:
         """Take one of ``limit`` slots of the global cap for ``lease_s`` (Redis server time)."""

@@ -30,6 +30,7 @@
     {p}:stats               hash   reconcile duration average, for the backlog estimate
     {p}:legacy:slots        zset   holders of the global cap, scored by lease expiry
     {p}:legacy:breaker      hash   circuit breaker state
+    {p}:legacy:problem      string why the last worker start refused the adapter (a bind refused)
 
 Resource hashes live under ``r:``, so no id can name a bookkeeping key; ids are also checked
 against the minted format before any key is built (:func:`valid_id`).
@@ -229,6 +230,17 @@ class Keys:
         return f"{self.prefix}:legacy:breaker"
 
     @property
+    def legacy_problem(self) -> str:
+        """Why the last worker start refused the adapter, for ``scim-bridge status``."""
+        return f"{self.prefix}:legacy:problem"
+
+    @property
     def fleet_keys(self) -> tuple[str, ...]:
         """Keys that describe the workers rather than the data (kept by a data clean-up)."""
-        return (self.workers, self.workers_until, self.stats, self.capabilities)
+        return (
+            self.workers,
+            self.workers_until,
+            self.stats,
+            self.capabilities,
+            self.legacy_problem,
+        )

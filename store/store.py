@@ -35,6 +35,8 @@ class PipelineStatus:
     imports: dict[str, Any]
     """Drift counters, the import pass under way, the last one and its error, held removals."""
     redis_used_memory_bytes: int
+    adapter_problem: str | None = None
+    """Why the last worker start refused the adapter (a directory refusing the bind DN)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -87,6 +89,7 @@ class Store(ResourceStore, WorkStore, DeadLetterStore, FleetStore):
             unacknowledged=self.unacknowledged(),
             imports=ImportStore(self).status(),
             redis_used_memory_bytes=int(self.redis.info("memory")["used_memory"]),
+            adapter_problem=self.adapter_problem(),
         )
 
     def clear_data(self) -> None:

@@ -1,0 +1,205 @@
+"""The ldap adapter through the whole pipeline, as operators run it: ``scim-bridge dev`` against a
+real slapd replays the Okta agent's lifecycle (``scim-bridge check``) into the directory; a wrong
+bind password stops the worker with a clear message that ``scim-bridge status`` repeats, and the
+change written meanwhile reaches the directory once the password is fixed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import falcon.testing
+
+from scim_bridge.api.app import create_app
+from scim_bridge.cli.processes import free_port, wait_until
+from scim_bridge.workers.celery_app import create_celery
+from scim_bridge.workers.runtime import Runtime
+from tests.adapters.directory import ROOT_PASSWORD, Slapd, write_mapping
+from tests.support import TOKEN, make_settings
+from tests.test_users import user_body
+
+ROOT = Path(__file__).parent.parent
+
+# What Okta sends: no displayName, so userName names the entry (cn) and displayName has its own
+# attribute; the agent's primary email is the mail.
+OKTA_SHAPE = """\
+[ldap]
+url = "{url}"
+bind_dn = "{bind_dn}"
+bind_password_file = "{password_file}"
+
+[users]
+base = "ou=people,{base}"
+object_classes = ["inetOrgPerson"]
+rdn = "cn"
+changed = "modifyTimestamp"
+[users.attributes]
+userName = "cn"
+"name.givenName" = "givenName"
+"name.familyName" = "sn"
+displayName = "displayName"
+"emails[primary eq true].value" = "mail"
+[users.active]
+attribute = "employeeType"
+true = "active"
+false = "disabled"
+[users.password]
+attribute = "userPassword"
+scheme = "ssha"
+
+[groups]
+base = "ou=groups,{base}"
+object_classes = ["groupOfNames"]
+rdn = "cn"
+member_attribute = "member"
+[groups.attributes]
+displayName = "cn"
+description = "description"
+"""
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(values)
+    return env
+
+
+def _entries(slapd: Slapd, base: str, *attributes: str) -> list[dict]:
+    with slapd.connection() as connection:
+        connection.search(
+            base, "(objectClass=*)", search_scope="LEVEL", attributes=list(attributes)
+        )
+        return [
+            {"dn": e.entry_dn, **{a: e[a].values for a in attributes}} for e in connection.entries
+        ]
+
+
+def test_the_okta_lifecycle_through_dev_lands_in_the_directory(slapd, tmp_path):
+    tree = slapd.new_tree()
+    mapping = write_mapping(slapd, tmp_path, OKTA_SHAPE, base=tree)
+    port = free_port()
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(
+            SCIM_BRIDGE_ADAPTER="ldap",
+            SCIM_BRIDGE_LDAP_MAPPING=str(mapping),
+            SCIM_BRIDGE_WORKER_METRICS_PORT="0",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+
+        def announced() -> bool:
+            line = dev.stdout.readline()
+            output.append(line)
+            return "Ctrl-C stops" in line or dev.poll() is not None
+
+        wait_until(announced, timeout=120, interval=0)
+        text = "".join(output)
+        assert "ldap adapter" in text, text
+        header = re.search(r"credentials\s+: Authorization: (Bearer \S+)", text).group(1)
+        for base_url in (f"http://127.0.0.1:{port}/scim/", f"http://127.0.0.1:{port}/scim/v2/"):
+            check = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "scim_bridge.cli",
+                    "check",
+                    base_url,
+                    "--header",
+                    f"Authorization: {header}",
+                ],
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
+            assert "FAIL" not in check.stdout
+        users = _entries(slapd, f"ou=people,{tree}", "cn", "employeeType", "userPassword")
+        assert users, "the check's users should be entries of the directory"
+        # The check deactivates what it created (Okta never deletes users): so does the directory.
+        assert {tuple(u["employeeType"]) for u in users} == {("disabled",)}
+        assert any(u["userPassword"] and u["userPassword"][0].startswith(b"{SSHA}") for u in users)
+        assert _entries(slapd, f"ou=groups,{tree}", "cn"), "group push should reach the directory"
+    finally:
+        dev.send_signal(signal.SIGINT)
+        dev.wait(60)
+
+
+def test_a_wrong_bind_password_stops_the_worker_says_why_and_loses_nothing(
+    slapd, redis_server, password_key, tmp_path
+):
+    tree = slapd.new_tree()
+    mapping = write_mapping(slapd, tmp_path, base=tree, password="wrong-password")
+    prefix = f"ldap{uuid.uuid4().hex[:8]}"
+    # A database of its own: the session's in-process worker consumes the queue of db 0.
+    redis_url = redis_server.url.rsplit("/", 1)[0] + "/7"
+    env = _env(
+        SCIM_BRIDGE_REDIS_URL=redis_url,
+        SCIM_BRIDGE_KEY_PREFIX=prefix,
+        SCIM_BRIDGE_AUTH_MODE="none",
+        SCIM_BRIDGE_PASSWORD_KEY=password_key,
+        SCIM_BRIDGE_ADAPTER="ldap",
+        SCIM_BRIDGE_LDAP_MAPPING=str(mapping),
+        SCIM_BRIDGE_WORKER_METRICS_PORT="0",
+    )
+    settings = make_settings(
+        redis_url,
+        password_key,
+        key_prefix=prefix,
+        adapter="ldap",
+        ldap_mapping=mapping,
+        confirm_wait_s=0.2,
+    )
+    celery = create_celery(settings)
+    app = create_app(
+        settings,
+        store=Runtime(settings).store,
+        publish=lambda kind, rid: celery.send_task("scim_bridge.reconcile", args=[kind.value, rid]),
+    )
+    client = falcon.testing.TestClient(app, headers={"Authorization": TOKEN})
+    created = client.simulate_post("/scim/v2/Users", json=user_body("kept@example.com", displayName="Kept"))
+    assert created.status_code == 201  # accepted, pending: no worker yet
+
+    worker_argv = [sys.executable, "-m", "scim_bridge.cli", "worker", "--concurrency", "1"]
+    refused = subprocess.run(worker_argv, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "invalidCredentials" in refused.stderr and "ldap.bind_dn" in refused.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "scim_bridge.cli", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "adapter refused at worker start" in status.stdout
+    assert "invalidCredentials" in status.stdout
+
+    Path(re.search(r'bind_password_file = "([^"]+)"', mapping.read_text()).group(1)).write_text(
+        ROOT_PASSWORD
+    )
+    worker = subprocess.Popen(
+        worker_argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        store = Runtime(settings).store
+        wait_until(lambda: store.backlog() == 0, timeout=60)
+        assert store.dead_letters() == {}
+        users = _entries(slapd, f"ou=people,{tree}", "uid")
+        assert [u["uid"] for u in users] == [["kept@example.com"]]
+        assert store.status().adapter_problem is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
