@@ -12,7 +12,7 @@
     {p}:seq                 string creation sequence
     {p}:capabilities        string the adapter's Okta provisioning functions (JSON list)
     imports (store/imports.py lists them)
-    {p}:{k}:keys            hash   legacy key -> id, kept by imports
+    {p}:{k}:keys            hash   legacy key -> id, kept by imports and by settle
     {p}:sync:*              the import passes' checkpoint, locks, counters, held removals
     the work queue and outcomes
     {p}:dirty               zset   ref -> last time a task was published for it

@@ -69,13 +69,19 @@ class WorkStore(Area):
         :attr:`~Status.MOVED` (desired changed meanwhile: reconcile again) or :attr:`~Status.GONE`.
         """
         result = self.scripts["settle"](
-            keys=[self.keys.resource(kind, rid), self.keys.dirty, self.keys.pending],
+            keys=[
+                self.keys.resource(kind, rid),
+                self.keys.dirty,
+                self.keys.pending,
+                self.keys.legacy_keys(kind),
+            ],
             args=[
                 version,
                 dumps(applied) if applied is not None else "",
                 legacy_key or "",
                 password_hash or "",
                 ref(kind, rid),
+                rid,
             ],
         )
         return Status(cast(bytes, result).decode())

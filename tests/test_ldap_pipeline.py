@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import falcon.testing
+import httpx
 
 from scim_bridge.api.app import create_app
 from scim_bridge.cli.processes import free_port, wait_until
@@ -131,7 +132,27 @@ def test_the_okta_lifecycle_through_dev_lands_in_the_directory(slapd, tmp_path):
         # The check deactivates what it created (Okta never deletes users): so does the directory.
         assert {tuple(u["employeeType"]) for u in users} == {("disabled",)}
         assert any(u["userPassword"] and u["userPassword"][0].startswith(b"{SSHA}") for u in users)
-        assert _entries(slapd, f"ou=groups,{tree}", "cn"), "group push should reach the directory"
+        # The check deleted its groups: so did the directory. A group pushed now lands there,
+        # its member named by DN.
+        assert _entries(slapd, f"ou=groups,{tree}", "cn") == []
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}/scim/v2", headers={"Authorization": header}
+        ) as http:
+            someone = http.get("/Users").json()["Resources"][0]
+            group = {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Engineering",
+                "members": [{"value": someone["id"]}],
+            }
+            assert http.post("/Groups", json=group).status_code == 201
+        member_dn = f"cn={someone['userName']},ou=people,{tree}"
+        wait_until(
+            lambda: (
+                _entries(slapd, f"ou=groups,{tree}", "member")
+                == [{"dn": f"cn=Engineering,ou=groups,{tree}", "member": [member_dn]}]
+            ),
+            timeout=30,
+        )
     finally:
         dev.send_signal(signal.SIGINT)
         dev.wait(60)
@@ -169,7 +190,9 @@ def test_a_wrong_bind_password_stops_the_worker_says_why_and_loses_nothing(
         publish=lambda kind, rid: celery.send_task("scim_bridge.reconcile", args=[kind.value, rid]),
     )
     client = falcon.testing.TestClient(app, headers={"Authorization": TOKEN})
-    created = client.simulate_post("/scim/v2/Users", json=user_body("kept@example.com", displayName="Kept"))
+    created = client.simulate_post(
+        "/scim/v2/Users", json=user_body("kept@example.com", displayName="Kept")
+    )
     assert created.status_code == 201  # accepted, pending: no worker yet
 
     worker_argv = [sys.executable, "-m", "scim_bridge.cli", "worker", "--concurrency", "1"]
@@ -203,3 +226,47 @@ def test_a_wrong_bind_password_stops_the_worker_says_why_and_loses_nothing(
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
+
+
+def test_imports_of_the_directory_keep_the_ids_of_entries_okta_created(
+    client, legacy, store, slapd, tmp_path
+):
+    from ldap3 import MODIFY_REPLACE
+
+    from scim_bridge.adapters.ldap import LdapAdapter
+    from scim_bridge.store import Kind
+    from scim_bridge.workers.sync import Importer
+
+    tree = slapd.new_tree()
+    adapter = legacy.use(
+        LdapAdapter.from_options({"mapping": str(write_mapping(slapd, tmp_path, base=tree))})
+    )
+    try:
+        body = user_body("okta@example.com", displayName="From Okta")
+        rid = client.simulate_post("/scim/v2/Users", json=body).json["id"]
+        wait_until(lambda: store.backlog() == 0, timeout=20)
+        with slapd.connection() as connection:
+            connection.add(
+                f"uid=local,ou=people,{tree}",
+                ["inetOrgPerson"],
+                {"uid": "local", "cn": "Made Here", "sn": "Here"},
+            )
+        sync = Importer(store, adapter, namespace=uuid.uuid4(), page_size=10)
+        start = sync.delta_pass()  # the first delta only takes the token for "now"
+        assert start.tally.listed == 0
+        full = sync.full_pass()
+        assert full.tally.created == 1 and full.tally.skipped == 0  # only the local entry
+        listed = client.simulate_get("/scim/v2/Users").json
+        assert listed["totalResults"] == 2
+        assert rid in {u["id"] for u in listed["Resources"]}
+        with slapd.connection() as connection:
+            connection.modify(
+                f"uid=okta@example.com,ou=people,{tree}",
+                {"cn": [(MODIFY_REPLACE, ["Changed In The Directory"])]},
+            )
+        delta = sync.delta_pass()
+        assert delta.tally.updated >= 1 and delta.tally.created == 0
+        assert store.snapshot(Kind.USER, rid).desired["displayName"] == "Changed In The Directory"
+        assert client.simulate_get("/scim/v2/Users").json["totalResults"] == 2
+    finally:
+        adapter.close()

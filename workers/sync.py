@@ -265,7 +265,9 @@ class Importer:
         full: bool,
     ) -> None:
         tally.add("listed", len(records))
-        ids = [resource_id(self.namespace, kind, r) for r in records]
+        # Records that carry no SCIM id: the id the reconciler settled their key under, if any.
+        settled = self.imports.ids_of_keys(kind, [r.key for r in records if not r.resource_id])
+        ids = [settled.get(r.key) or resource_id(self.namespace, kind, r) for r in records]
         if full:
             # Listed, even when skipped below: a record that exists is never removed.
             self.imports.mark_seen(kind, ids)
