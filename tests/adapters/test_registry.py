@@ -45,7 +45,7 @@ def install_plugin(
 
 
 def test_the_built_in_adapters_are_available() -> None:
-    assert {"memory", "sql"} <= set(available_adapters())
+    assert {"memory", "sql", "ldap"} <= set(available_adapters())
 
 
 def test_the_memory_adapter_loads_by_name() -> None:
@@ -56,6 +56,20 @@ def test_the_sql_adapter_loads_by_name_with_its_options(tmp_path: Path) -> None:
     adapter = load_adapter("sql", {"url": f"sqlite:///{tmp_path / 'legacy.db'}"})
     assert isinstance(adapter, SqlAdapter)
     adapter.close()
+
+
+def test_the_ldap_adapter_loads_by_name_with_its_mapping(slapd, tmp_path: Path) -> None:
+    from scim_bridge.adapters.ldap import LdapAdapter
+    from tests.adapters.directory import write_mapping
+
+    adapter = load_adapter("ldap", {"mapping": str(write_mapping(slapd, tmp_path))})
+    assert isinstance(adapter, LdapAdapter)
+    adapter.close()
+
+
+def test_the_ldap_adapter_without_a_mapping_says_which_setting_names_it() -> None:
+    with pytest.raises(AdapterLoadError, match="SCIM_BRIDGE_LDAP_MAPPING"):
+        load_adapter("ldap", {})
 
 
 def test_an_unknown_name_lists_the_available_adapters() -> None:
