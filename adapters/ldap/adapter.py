@@ -413,7 +413,13 @@ class LdapAdapter(LegacyAdapter):
             existing = session.read(dn, entries.read_attributes)
             if existing is not None and entries.holds(existing, values):
                 return entries.key_of(existing)
-            raise self._conflict(entries, name, dn)
+            if entries.rdn_map is entries.name_map:
+                raise self._conflict(entries, name, dn)
+            raise ConflictError(
+                f"entry {dn} already exists in the directory: another {entries.noun} has the"
+                f" same {entries.rdn_map.path.text}, which names entries ({entries.mapping.rdn});"
+                f" change it or remove that {entries.noun} first"
+            )
         created = session.read(dn, [entries.key_attribute])
         if created is None:
             raise PermanentError(f"entry {dn} cannot be read after it was added")

@@ -21,6 +21,8 @@ from scim_bridge.adapters.port import Deadline
 # Attributes every entry has or the server keeps (never mapped, never required of a mapping).
 _OPERATIONAL = {"objectclass", "entryuuid", "objectguid", "modifytimestamp", "createtimestamp"}
 NUMBERS = {"uidnumber": "uidNumber", "gidnumber": "gidNumber"}
+# What a domain controller fills in itself on every add (its schema marks them systemMustContain).
+_AD_SERVER_SET = {"instancetype", "ntsecuritydescriptor", "objectcategory", "grouptype"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ def check_directory(directory: Directory, mapping: LdapMapping, deadline: Deadli
         for entries in (mapping.users, mapping.groups):
             if entries is None:
                 continue
-            required, numbers = _check_entries(session, schema, entries, problems)
+            required, numbers = _check_entries(
+                session, schema, entries, problems, ad=mapping.users.ad
+            )
             numbered[entries.kind] = numbers
             if entries.kind == "groups" and entries.member_attribute:
                 member_required = entries.member_attribute.lower() in required
@@ -68,7 +72,7 @@ def check_directory(directory: Directory, mapping: LdapMapping, deadline: Deadli
 
 
 def _check_entries(
-    session: Session, schema: Any, entries: EntryMapping, problems: list[str]
+    session: Session, schema: Any, entries: EntryMapping, problems: list[str], *, ad: bool
 ) -> tuple[set[str], tuple[str, ...]]:
     kind = entries.kind
     if session.read(entries.base, ["objectClass"]) is None:
@@ -110,7 +114,7 @@ def _check_entries(
     covered = {names.get(a.lower(), a.lower()) for _, a in wanted}
     if entries.member_attribute:
         covered.add(names.get(entries.member_attribute.lower(), ""))
-    missing = must - covered - _OPERATIONAL
+    missing = must - covered - _OPERATIONAL - (_AD_SERVER_SET if ad else set())
     numbers = tuple(NUMBERS[a] for a in sorted(missing) if a in NUMBERS)
     spelled = _spelled(schema)
     for attribute in sorted(missing - set(NUMBERS)):

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from ldap3 import BASE, NONE, SUBTREE, Connection, Server, Tls
@@ -33,6 +33,7 @@ from scim_bridge.adapters.ldap.model import DirectoryMapping
 from scim_bridge.adapters.port import Deadline
 
 T = TypeVar("T")
+Info = Literal["NO_INFO", "DSA", "SCHEMA", "ALL"]
 
 SUCCESS = 0
 NO_SUCH_OBJECT = 32
@@ -118,7 +119,7 @@ class Session:
         search_filter: str,
         attributes: Sequence[str],
         *,
-        scope: str = SUBTREE,
+        scope: Literal["BASE", "LEVEL", "SUBTREE"] = SUBTREE,
         page_size: int | None = None,
         cookie: bytes | None = None,
         missing_ok: bool = False,
@@ -157,12 +158,12 @@ class Session:
 
     def add(self, dn: str, object_classes: Sequence[str], attributes: dict[str, Any]) -> int:
         self._arm()
-        self.connection.add(dn, list(object_classes), attributes)
+        self.connection.add(dn, list(object_classes), attributes)  # type: ignore[no-untyped-call]
         return self._result((SUCCESS, ENTRY_ALREADY_EXISTS))
 
     def modify(self, dn: str, changes: dict[str, list[tuple[str, list[Any]]]]) -> int:
         self._arm()
-        self.connection.modify(dn, changes)
+        self.connection.modify(dn, changes)  # type: ignore[no-untyped-call]
         return self._result((SUCCESS, NO_SUCH_OBJECT, ATTRIBUTE_OR_VALUE_EXISTS, NO_SUCH_ATTRIBUTE))
 
     def rename(self, dn: str, new_rdn: str) -> int:
@@ -172,7 +173,7 @@ class Session:
 
     def delete(self, dn: str) -> None:
         self._arm()
-        self.connection.delete(dn)
+        self.connection.delete(dn)  # type: ignore[no-untyped-call]
         self._result((SUCCESS, NO_SUCH_OBJECT))
 
 
@@ -215,7 +216,7 @@ class Directory:
         ca = str(self.settings.ca_file) if self.settings.ca_file else None
         return Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca, version=ssl.PROTOCOL_TLS_CLIENT)
 
-    def server(self, deadline: Deadline, *, get_info: str = NONE) -> Server:
+    def server(self, deadline: Deadline, *, get_info: Info = NONE) -> Server:
         connect_s = max(0.001, min(self.connect_timeout_s, deadline.remaining()))
         return Server(
             self._host,
@@ -226,7 +227,7 @@ class Directory:
             get_info=get_info,
         )
 
-    def open(self, deadline: Deadline, what: str, *, get_info: str = NONE) -> Connection:
+    def open(self, deadline: Deadline, what: str, *, get_info: Info = NONE) -> Connection:
         """A new connection, StartTLS'd if configured and bound, within ``deadline``."""
         deadline.check(what)
         connection = Connection(

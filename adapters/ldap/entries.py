@@ -138,6 +138,8 @@ class Entries:
         value = entry.first(self.key_attribute)
         if isinstance(value, bytes):
             return str(uuid.UUID(bytes_le=value))
+        if isinstance(value, str) and value.startswith("{"):
+            return str(uuid.UUID(value))  # objectGUID as ldap3 formats it with AD's schema
         if value is None:
             raise PermanentError(
                 f"entry {entry.dn} has no {self.key_attribute}; the bind DN must be able to read"

@@ -84,6 +84,7 @@ class EntryMapping:
     active_attribute: str | None = None
     active: ActiveMapping | None = None
     ad: bool = False
+    """Active Directory (``[users.active] ad = true``; set on the groups of such a mapping too)."""
     password_attribute: str | None = None
     password_scheme: str | None = None
     member_attribute: str | None = None
@@ -136,6 +137,10 @@ def parse_mapping(document: Mapping[str, Any], *, source: str = "mapping") -> Ld
             )
     if problems or users is None or directory is None:
         raise MappingProblems(source, problems or ["users: the [users] table is required"])
+    if groups is not None and users.ad:
+        from dataclasses import replace
+
+        groups = replace(groups, ad=True)  # one directory: its groups are AD's too (objectGUID)
     return LdapMapping(directory, users, groups, source)
 
 
@@ -238,7 +243,9 @@ def _entries(raw: Any, kind: str, problems: list[str]) -> EntryMapping | None:
     return replace(mapping, member_attribute=member_attribute, member_value=member_value)
 
 
-def _user_parts(mapping: EntryMapping, table: Mapping[str, Any], problems: list[str]) -> Any:
+def _user_parts(
+    mapping: EntryMapping, table: Mapping[str, Any], problems: list[str]
+) -> EntryMapping:
     from dataclasses import replace
 
     changes: dict[str, Any] = {}

@@ -10,9 +10,10 @@ built-in tables used without a mapping file, :mod:`.inspect` writes a starting m
 
 from __future__ import annotations
 
+from scim_bridge.adapters.mapping import MappingProblems
 from scim_bridge.adapters.sql.adapter import capabilities_of
 from scim_bridge.adapters.sql.groups import GroupOperations
-from scim_bridge.adapters.sql.model import MappingProblems, SqlMapping, load_mapping, parse_mapping
+from scim_bridge.adapters.sql.model import SqlMapping, load_mapping, parse_mapping
 
 __all__ = [
     "MappingProblems",

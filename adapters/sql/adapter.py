@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from scim_bridge.adapters.errors import PermanentError
+from scim_bridge.adapters.mapping import MappingProblems
 from scim_bridge.adapters.port import (
     Capabilities,
     Capability,
@@ -45,7 +46,7 @@ from scim_bridge.adapters.sql.engine import (
     install_hooks,
     port_error,
 )
-from scim_bridge.adapters.sql.model import MappingProblems, SqlMapping, load_mapping
+from scim_bridge.adapters.sql.model import SqlMapping, load_mapping
 from scim_bridge.adapters.sql.resources import Bound
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from scim_bridge.adapters.sql.model import MappingProblems
+from scim_bridge.adapters.mapping import MappingProblems
 
 HELP = (
     "check the sql or ldap adapter's mapping against the database or directory, or write a"
