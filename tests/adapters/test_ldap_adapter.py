@@ -331,3 +331,34 @@ def test_mapping_check_names_a_wrong_bind_password(slapd, tmp_path):
     problems, _ = check(mapping)
     assert len(problems) == 1
     assert problems[0].startswith("ldap.bind_dn:") and "invalidCredentials" in problems[0]
+
+
+def test_scim_bridge_mapping_check_checks_ldap_mappings(slapd, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    good = write_mapping(slapd, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")}
+    command = [sys.executable, "-m", "scim_bridge.cli", "mapping", "check"]
+    by_option = subprocess.run(
+        [*command, "--adapter", "ldap", "--mapping", str(good)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert by_option.returncode == 0, by_option.stderr
+    assert "ok (users -> ou=people," in by_option.stdout and "GROUP_PUSH" in by_option.stdout
+    wrong = write_mapping(slapd, tmp_path, password="wrong")
+    by_environment = subprocess.run(
+        command,
+        env={**env, "SCIM_BRIDGE_ADAPTER": "ldap", "SCIM_BRIDGE_LDAP_MAPPING": str(wrong)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert by_environment.returncode == 1
+    assert (
+        "ldap.bind_dn:" in by_environment.stdout and "invalidCredentials" in by_environment.stdout
+    )
