@@ -29,6 +29,7 @@ from scim_bridge.adapters.ldap.check import check_directory
 from scim_bridge.adapters.ldap.connection import (
     ATTRIBUTE_OR_VALUE_EXISTS,
     ENTRY_ALREADY_EXISTS,
+    NO_SUCH_ATTRIBUTE,
     NO_SUCH_OBJECT,
     Directory,
     Entry,
@@ -406,6 +407,7 @@ class LdapAdapter(LegacyAdapter):
                 return entries.key_of(holder)
         if holders:
             raise self._conflict(entries, name, holders[0].dn)
+        self._scrub_stale_memberships(session, entries, dn, values)
         numbers = self._numbered.get(entries.kind, ())
         for attribute in numbers:
             attributes[attribute] = [self._next_number(session, entries, attribute)]
@@ -427,6 +429,26 @@ class LdapAdapter(LegacyAdapter):
         for attribute in numbers:
             self._settle_number(session, entries, key, dn, attribute, attributes[attribute][0])
         return key
+
+    def _scrub_stale_memberships(
+        self, session: Session, entries: Entries, dn: str, values: dict[str, list[str]]
+    ) -> None:
+        """A new user starts in no group: member values naming it before it exists were left
+        by a deletion or rename outside scim-bridge, and must not make it a member."""
+        groups = self._groups
+        if entries.kind != "users" or groups is None or not groups.mapping.member_attribute:
+            return
+        source = groups.mapping.member_value
+        if source is None:
+            value = dn
+        else:
+            held = next((v for k, v in values.items() if k.lower() == source.lower()), [])
+            if not held:
+                return
+            value = held[0]
+        attribute = self._member_attribute()
+        for group in self._groups_naming(session, value):
+            self._drop_members(session, group, attribute, {self._member_form(value)})
 
     def _next_number(self, session: Session, entries: Entries, attribute: str) -> str:
         """One more than the highest ``attribute`` (uidNumber, gidNumber) under the base."""
@@ -461,7 +483,16 @@ class LdapAdapter(LegacyAdapter):
         dn = current.dn
         rdn = entries.mapping.rdn.lower()
         new_value = entries.rdn_value(document)
-        if new_value not in current.values(entries.mapping.rdn):
+        renamed = new_value not in current.values(entries.mapping.rdn)
+        new_dn = f"{entries.rdn_of(new_value)},{_parent(dn)}" if renamed else dn
+        # Groups naming the user by DN (or by memberUid's value) name the new one before the
+        # rename and lose the old one after it: a failure in between leaves the user a member.
+        moves = self._member_moves(entries, current, values, new_dn)
+        named = {old: self._groups_naming(session, old) for old, _ in moves}
+        for old, new in moves:
+            for group in named[old]:
+                self._add_value(session, group, new)
+        if renamed:
             dn = self._rename(session, entries, current, new_value, name)
         changes: dict[str, list[tuple[str, list[Any]]]] = {}
         for attribute, wanted in values.items():
@@ -471,25 +502,58 @@ class LdapAdapter(LegacyAdapter):
                 changes[attribute] = [(MODIFY_REPLACE, wanted)]
         if changes:
             self._modify(session, dn, changes, key)
-        if entries.kind == "users":
-            self._follow_member_value(session, current, values)
+        for old, _ in moves:
+            for group in named[old]:
+                self._drop_value(session, group, old)
+
+    def _member_moves(
+        self, entries: Entries, current: Entry, values: dict[str, list[str]], new_dn: str
+    ) -> list[tuple[str, str]]:
+        """(old, new) member values of a user whose DN or ``member_value`` changes."""
+        groups = self._groups
+        if entries.kind != "users" or groups is None or not groups.mapping.member_attribute:
+            return []
+        source = groups.mapping.member_value
+        if source is None:
+            return [(current.dn, new_dn)] if normal_dn(new_dn) != normal_dn(current.dn) else []
+        old = current.first(source)
+        new = next((v for k, v in values.items() if k.lower() == source.lower()), None)
+        if old is None or not new or new[0] == str(old):
+            return []
+        return [(str(old), new[0])]
+
+    def _groups_naming(self, session: Session, value: str) -> list[Entry]:
+        """The groups whose member attribute holds ``value``."""
+        groups = self.groups
+        attribute = self._member_attribute()
+        search = f"(&{groups.everything()}({attribute}={_filter(value)}))"
+        return self._scan(session, groups, search, [attribute])
+
+    def _add_value(self, session: Session, group: Entry, value: str) -> None:
+        attribute = self._member_attribute()
+        code = session.modify(group.dn, {attribute: [(MODIFY_ADD, [value])]})
+        if code not in (0, NO_SUCH_OBJECT, ATTRIBUTE_OR_VALUE_EXISTS):
+            raise TransientError(f"{session.what}: {group.dn} changed meanwhile")
+
+    def _drop_value(self, session: Session, group: Entry, value: str) -> None:
+        attribute = self._member_attribute()
+        stored = [
+            v for v in group.values(attribute) if self._member_form(v) == self._member_form(value)
+        ]
+        if stored:
+            code = session.modify(group.dn, {attribute: [(MODIFY_DELETE, stored)]})
+            if code not in (0, NO_SUCH_OBJECT, NO_SUCH_ATTRIBUTE):
+                raise TransientError(f"{session.what}: {group.dn} changed meanwhile")
 
     def _rename(
         self, session: Session, entries: Entries, current: Entry, new_value: str, name: str
     ) -> str:
-        """Modify-DN to the new RDN value; the groups naming the old DN name the new one."""
+        """Modify-DN to the new RDN value; a group's own DN (its placeholder) follows."""
         new_rdn = entries.rdn_of(new_value)
         if session.rename(current.dn, new_rdn) == ENTRY_ALREADY_EXISTS:
             raise self._conflict(entries, name, f"{new_rdn},{_parent(current.dn)}")
         new_dn = f"{new_rdn},{_parent(current.dn)}"
-        if entries.kind == "users" and self._groups is not None:
-            attribute = self._groups.mapping.member_attribute
-            if attribute and self._groups.mapping.member_value is None:
-                search = f"(&{self._groups.everything()}({attribute}={_filter(current.dn)}))"
-                for group in self._scan(session, self._groups, search, [attribute]):
-                    self._replace_member(session, group, attribute, current.dn, new_dn)
-        elif entries.kind == "groups" and entries.mapping.member_attribute:
-            # A group's own DN stands in for "no members": it follows the rename too.
+        if entries.kind == "groups" and entries.mapping.member_attribute:
             attribute = entries.mapping.member_attribute
             if any(normal_dn(v) == normal_dn(current.dn) for v in current.values(attribute)):
                 renamed = Entry(new_dn, current.attributes)
@@ -506,26 +570,6 @@ class LdapAdapter(LegacyAdapter):
         code = session.modify(group.dn, {attribute: changes})
         if code not in (0, NO_SUCH_OBJECT, ATTRIBUTE_OR_VALUE_EXISTS):
             raise PermanentError(f"{session.what}: cannot rewrite the members of {group.dn}")
-
-    def _follow_member_value(
-        self, session: Session, current: Entry, values: dict[str, list[str]]
-    ) -> None:
-        """memberUid groups name users by a value (``uid``): follow a change of it."""
-        groups = self._groups
-        if groups is None or groups.mapping.member_value is None:
-            return
-        attribute = groups.mapping.member_attribute
-        assert attribute is not None
-        source = groups.mapping.member_value
-        old = current.first(source)
-        new = next((v for k, v in values.items() if k.lower() == source.lower()), None)
-        if old is None or not new or new[0] == old:
-            return
-        search = f"(&{groups.everything()}({attribute}={_filter(str(old))}))"
-        for group in self._scan(session, groups, search, [attribute]):
-            session.modify(
-                group.dn, {attribute: [(MODIFY_ADD, [new[0]]), (MODIFY_DELETE, [str(old)])]}
-            )
 
     def _set_active(self, key: str, active: bool, deadline: Deadline, what: str) -> None:
         entries = self.users

@@ -362,3 +362,19 @@ def test_scim_bridge_mapping_check_checks_ldap_mappings(slapd, tmp_path):
     assert (
         "ldap.bind_dn:" in by_environment.stdout and "invalidCredentials" in by_environment.stdout
     )
+
+
+def test_a_new_user_does_not_inherit_memberships_left_under_its_dn(adapter, slapd, tree):
+    ada = adapter.create_user("id-ada", user_document("ada"), password=None, deadline=budget())
+    staff = adapter.create_group("id-staff", group_document("staff"), deadline=budget())
+    adapter.add_members(staff, [ada], deadline=budget())
+    ghost = f"uid=ghost,ou=people,{tree}"
+    with slapd.connection() as connection:  # a deletion outside scim-bridge left its DN behind
+        connection.modify(f"cn=staff,ou=groups,{tree}", {"member": [("MODIFY_ADD", [ghost])]})
+    assert ghost in members_in_directory(slapd, tree, "staff")
+    newcomer = adapter.create_user(
+        "id-ghost", user_document("ghost"), password=None, deadline=budget()
+    )
+    assert members_in_directory(slapd, tree, "staff") == [f"uid=ada,ou=people,{tree}"]
+    assert adapter.get_group(staff, deadline=budget()).document["members"] == [ada]
+    assert newcomer != ada
