@@ -7,9 +7,9 @@ a free port), then:
 
 * **creates**: ``--workers`` processes, each with its own ``LdapAdapter`` (as Celery's prefork
   workers have), create ``--creates`` users in all through ``create_user`` (the inetOrgPerson
-  mapping of the tests: an idempotency search, the add, the read of the new entryUUID; an
-  SSHA-hashed password on every fifth user); creates per second over the wall time from the
-  first to the last;
+  mapping of the tests: an idempotency search, a search for groups still naming the new DN,
+  the add, the read of the new entryUUID; an SSHA-hashed password on every fifth user);
+  creates per second over the wall time from the first to the last;
 * **listing**: fills the users' base up to ``--entries`` entries, then pages through all of them
   with ``list_users(limit=500)`` (the import's page size; Simple Paged Results underneath) in a
   fresh adapter, and reports the seconds the full listing took.
@@ -150,9 +150,10 @@ same machine; the machine is shared:
 {creates_row}
 {listing_row}
 
-A create is three requests: the search for an earlier delivery by userName, the add, the read
-of the new entry's entryUUID; every fifth user carries a password, hashed (SSHA) in the
-adapter. The listing holds one paged search open between pages on its own connection.
+A create is four requests: the search for an earlier delivery by userName, the search for
+groups still naming its DN, the add, the read of the new entry's entryUUID; every fifth user
+carries a password, hashed (SSHA) in the adapter. The listing holds one paged search open
+between pages on its own connection.
 Raw figures: results-ldap.json.
 """
     )
