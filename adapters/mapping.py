@@ -33,7 +33,6 @@ import tomllib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cache
-
 from pathlib import Path
 from typing import Any
 

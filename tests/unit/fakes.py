@@ -271,6 +271,9 @@ class MemoryStore(ResourceStore, WorkStore, DeadLetterStore):
                     Field.LEGACY_KEY: legacy_key or "",
                 }
             )
+            index = self.hashes.setdefault(self.keys.legacy_keys(kind), {})
+            if legacy_key:
+                index[legacy_key] = rid
             h.pop(Field.ERROR, None)
             if current:
                 h.pop(Field.DOUBT, None)
@@ -285,6 +288,8 @@ class MemoryStore(ResourceStore, WorkStore, DeadLetterStore):
             self._zrem(self.keys.pending, entry)
             if h.get(Field.DELETED) == "1":
                 del self.hashes[key]
+                if legacy_key and index.get(legacy_key) == rid:
+                    del index[legacy_key]
                 return Status.PURGED
             h[Field.SYNC_STATE] = Status.APPLIED
             h.pop(Field.FAILURES, None)
