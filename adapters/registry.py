@@ -36,11 +36,10 @@ def available_adapters() -> list[str]:
     return sorted({entry_point.name for entry_point in entry_points(group=ENTRY_POINT_GROUP)})
 
 
-def load_adapter(name: str, options: Mapping[str, Any]) -> LegacyAdapter:
-    """Import the adapter plugin called ``name`` and build it from ``options``.
+def require_installed(name: str) -> list[EntryPoint]:
+    """The entry points declaring an adapter called ``name``, without importing any of them.
 
-    Raises :class:`AdapterNotFound` (the message lists the installed names) or
-    :class:`AdapterLoadError` (the message names the plugin, its package and the cause).
+    Raises :class:`AdapterNotFound`, whose message lists the installed names, when there is none.
     """
     candidates = list(entry_points(group=ENTRY_POINT_GROUP).select(name=name))
     if not candidates:
@@ -49,6 +48,16 @@ def load_adapter(name: str, options: Mapping[str, Any]) -> LegacyAdapter:
             f"no adapter named {name!r} is installed (entry-point group {ENTRY_POINT_GROUP!r});"
             f" available adapters: {installed}"
         )
+    return candidates
+
+
+def load_adapter(name: str, options: Mapping[str, Any]) -> LegacyAdapter:
+    """Import the adapter plugin called ``name`` and build it from ``options``.
+
+    Raises :class:`AdapterNotFound` (the message lists the installed names) or
+    :class:`AdapterLoadError` (the message names the plugin, its package and the cause).
+    """
+    candidates = require_installed(name)
     if len(candidates) > 1:
         # Exactly one adapter is active: picking one of two silently would make the legacy
         # application depend on the order of sys.path.

@@ -12,14 +12,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from scim_bridge.cli import processes
-from scim_bridge.cli.common import settings_or_exit
+from scim_bridge.cli.common import CONFIGURATION_ERROR, require_adapter, settings_or_exit
 from scim_bridge.workers.settings import Settings
 
+LOOPBACK = "127.0.0.1"
 
-def _wait_for_port(port: int, timeout_s: float) -> None:
+
+class _Refused(Exception):
+    """A part exited at start-up because of its configuration."""
+
+
+def _wait_for_port(
+    port: int,
+    timeout_s: float,
+    part: tuple[str, subprocess.Popen[bytes]] | None = None,
+    host: str = LOOPBACK,
+) -> None:
+    name, process = part or ("", None)
     try:
-        processes.wait_for_port(port, timeout_s)
+        processes.wait_for_port(port, timeout_s, process, host=host)
     except RuntimeError as exc:
+        if process is not None and process.returncode == CONFIGURATION_ERROR:
+            raise _Refused(name) from None
         raise SystemExit(f"scim-bridge: {exc}") from None
 
 
@@ -30,14 +44,18 @@ def _secret_file(path: Path, make: Callable[[], str]) -> str:
     return path.read_text().strip()
 
 
-def dev(port: int, data_dir: Path) -> None:
-    """Everything on one machine: Redis (unless configured), a worker, beat and the api."""
+def dev(port: int, data_dir: Path, host: str = LOOPBACK) -> None:
+    """Everything on one machine: Redis (unless configured), a worker, beat and the api.
+
+    Only this machine can reach what it starts unless ``host`` says otherwise: the api and the
+    worker's metrics listen on ``host``, Redis on the loopback interface.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    started: list[tuple[str, subprocess.Popen[bytes]]] = []
+    redis_command: list[str] | None = None
     if "SCIM_BRIDGE_REDIS_URL" not in env:
         redis_port = processes.free_port()
-        command = processes.redis_server_command(
+        redis_command = processes.redis_server_command(
             redis_port,
             data_dir.resolve(),
             "--maxmemory-policy",
@@ -45,8 +63,6 @@ def dev(port: int, data_dir: Path) -> None:
             "--logfile",
             "redis.log",
         )
-        started.append(("redis", subprocess.Popen(command)))
-        _wait_for_port(redis_port, 10)
         env["SCIM_BRIDGE_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     if "SCIM_BRIDGE_AUTH_MODE" not in env:
         token = _secret_file(data_dir / "token", lambda: secrets.token_urlsafe(24))
@@ -61,15 +77,23 @@ def dev(port: int, data_dir: Path) -> None:
         env["SCIM_BRIDGE_PASSWORD_KEY_FILE"] = str(key_file.resolve())
     env.setdefault("SCIM_BRIDGE_ADAPTER", "sql")
     env.setdefault("SCIM_BRIDGE_SQL_URL", f"sqlite:///{Path('scim-bridge-legacy.db').resolve()}")
+    env["SCIM_BRIDGE_WORKER_METRICS_HOST"] = host
     os.environ.update(env)
     # systemd, docker and timeout stop with SIGTERM: stop the children as Ctrl-C would.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    settings = settings_or_exit()  # validate once, here, before anything else starts
+    # Validate once, here, before anything else starts: a worker that cannot load its adapter
+    # would leave the api answering 503 forever.
+    settings = settings_or_exit()
+    require_adapter(settings, build=True)
+    started: list[tuple[str, subprocess.Popen[bytes]]] = []
+    if redis_command is not None:
+        started.append(("redis", subprocess.Popen(redis_command)))
+        _wait_for_port(redis_port, 10)
     me = [sys.executable, "-m", "scim_bridge.cli"]
     commands = {
         "worker": [*me, "worker", "--concurrency", "2"],
         "beat": [*me, "beat", "--schedule", str(data_dir / "celerybeat-schedule")],
-        "api": [*me, "serve", "--port", str(port), "--workers", "2"],
+        "api": [*me, "serve", "--host", host, "--port", str(port), "--workers", "2"],
     }
     # One multiprocess directory per command: shared, each endpoint would serve both's counts.
     envs = {
@@ -78,16 +102,21 @@ def dev(port: int, data_dir: Path) -> None:
     }
     for name, argv in commands.items():
         started.append((name, subprocess.Popen(argv, env=envs.get(name, env))))
+    refused: str | None = None
     try:
-        _wait_for_port(port, 30)
-        _wait_for_worker(settings, 60)
+        _wait_for_port(port, 30, ("api", dict(started)["api"]), host=_reachable(host))
+        _wait_for_worker(settings, 60, dict(started)["worker"])
         _start_import(settings)
-        _announce(port, settings)
-        while True:
+        _announce(port, settings, _reachable(host))
+        while refused is None:
             time.sleep(0.5)
             for index, (name, process) in enumerate(started):
                 if process.poll() is None or name not in commands:
                     continue
+                if process.returncode == CONFIGURATION_ERROR:
+                    # It printed why; started again, it would refuse again, forever.
+                    refused = name
+                    break
                 # Like a supervisor: a worker, beat or api that died is started again (a Redis
                 # restart can take a Celery worker down); everything resumes on its own.
                 print(
@@ -104,8 +133,18 @@ def dev(port: int, data_dir: Path) -> None:
                 break
     except KeyboardInterrupt:
         print("\nscim-bridge: stopping", file=sys.stderr)
+    except _Refused as exc:
+        refused = str(exc)
     finally:
         _stop(started)
+    if refused is not None:
+        print(f"scim-bridge: {refused} refused to start; stopped everything", file=sys.stderr)
+        raise SystemExit(CONFIGURATION_ERROR)
+
+
+def _reachable(host: str) -> str:
+    """The address to reach a server bound to ``host`` from this machine."""
+    return LOOPBACK if host in ("", "0.0.0.0", "::") else host  # noqa: S104 - compared, not bound
 
 
 def _start_import(settings: Settings) -> None:
@@ -116,27 +155,31 @@ def _start_import(settings: Settings) -> None:
     create_celery(settings).send_task(SYNC)
 
 
-def _wait_for_worker(settings: Settings, timeout_s: float) -> None:
+def _wait_for_worker(
+    settings: Settings, timeout_s: float, process: subprocess.Popen[bytes]
+) -> None:
     """Until a worker has reported in, writes could not be confirmed: wait for one."""
     from scim_bridge.workers.runtime import Runtime
 
     store = Runtime(settings).store
     deadline = time.monotonic() + timeout_s
     while not store.live_workers():
+        if process.poll() == CONFIGURATION_ERROR:
+            raise _Refused("worker")
         if time.monotonic() > deadline:
             raise SystemExit(f"scim-bridge: no worker reported in after {timeout_s:g}s")
         time.sleep(0.1)
 
 
-def _announce(port: int, settings: Settings) -> None:
+def _announce(port: int, settings: Settings, host: str) -> None:
     header = settings.auth_header_value.get_secret_value() if settings.auth_header_value else ""
     lines = [
         "",
         "scim-bridge is running",
-        f"  SCIM 2.0 base URL : http://127.0.0.1:{port}/scim/v2/",
-        f"  api metrics       : http://127.0.0.1:{port}/metrics",
+        f"  SCIM 2.0 base URL : http://{host}:{port}/scim/v2/",
+        f"  api metrics       : http://{host}:{port}/metrics",
         (
-            f"  worker metrics    : http://127.0.0.1:{settings.worker_metrics_port}/metrics"
+            f"  worker metrics    : http://{host}:{settings.worker_metrics_port}/metrics"
             if settings.worker_metrics_port
             else "  worker metrics    : off (SCIM_BRIDGE_WORKER_METRICS_PORT=0)"
         ),
@@ -152,7 +195,7 @@ def _announce(port: int, settings: Settings) -> None:
         lines.append(f"  credentials       : {settings.auth_header_name}: {header}")
         lines.append(
             f"  try               : curl -H '{settings.auth_header_name}: {header}' "
-            f"http://127.0.0.1:{port}/scim/v2/Users"
+            f"http://{host}:{port}/scim/v2/Users"
         )
     elif settings.auth_mode == "basic":
         lines.append(f"  credentials       : HTTP Basic, user {settings.auth_username}")

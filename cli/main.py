@@ -22,6 +22,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_dev = commands.add_parser("dev", help="run Redis, a worker, beat and the api on this machine")
     p_dev.add_argument("--port", type=int, default=8080)
     p_dev.add_argument("--data-dir", type=Path, default=Path(".scim-bridge"))
+    p_dev.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the api and the worker's metrics listen on (default: only this machine)",
+    )
     p_serve = commands.add_parser("serve", help="run the api under gunicorn")
     p_serve.add_argument(
         "--port", type=int, default=None, help="default: $SCIM_BRIDGE_PORT or 8080"
@@ -86,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_accounts.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "dev":
-        dev(args.port, args.data_dir)
+        dev(args.port, args.data_dir, args.host)
     elif args.command == "serve":
         serve(args.port, args.host, args.workers, args.threads, args.config)
     elif args.command == "worker":

@@ -7,7 +7,7 @@ import runpy
 from pathlib import Path
 from typing import Any
 
-from scim_bridge.cli.common import require_password_key, settings_or_exit
+from scim_bridge.cli.common import require_adapter, require_password_key, settings_or_exit
 
 GUNICORN_CONF = "scim_bridge.api.gunicorn_conf"
 
@@ -36,6 +36,7 @@ def serve(
 
     settings = settings_or_exit()
     require_password_key(settings)
+    require_adapter(settings, build=False)
     # Before anything imports prometheus-client: the gunicorn workers inherit the directory.
     command_directory("api")
     path = config or shipped_config()

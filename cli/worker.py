@@ -11,7 +11,12 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from scim_bridge.cli.common import require_password_key, settings_or_exit
+from scim_bridge.cli.common import (
+    CONFIGURATION_ERROR,
+    require_adapter,
+    require_password_key,
+    settings_or_exit,
+)
 
 
 def worker_argv(concurrency: int, loglevel: str = "INFO") -> list[str]:
@@ -36,6 +41,7 @@ def worker(concurrency: int | None, loglevel: str) -> None:
     """A Celery worker consuming reconcile tasks."""
     settings = settings_or_exit()
     require_password_key(settings)
+    require_adapter(settings, build=True)
     from scim_bridge.store import Kind
     from scim_bridge.workers.celery_app import create_celery
     from scim_bridge.workers.metrics import command_directory, show_worker_series
@@ -47,7 +53,9 @@ def worker(concurrency: int | None, loglevel: str) -> None:
         from scim_bridge.workers.metrics_endpoint import WorkerMetricsServer
 
         try:
-            WorkerMetricsServer(settings.worker_metrics_port).connect_pool_signals()
+            WorkerMetricsServer(
+                settings.worker_metrics_port, settings.worker_metrics_host
+            ).connect_pool_signals()
         except OSError as exc:
             print(
                 f"scim-bridge: cannot serve worker metrics on port "
@@ -55,7 +63,7 @@ def worker(concurrency: int | None, loglevel: str) -> None:
                 "its own SCIM_BRIDGE_WORKER_METRICS_PORT, or 0 to serve none",
                 file=sys.stderr,
             )
-            raise SystemExit(2) from None
+            raise SystemExit(CONFIGURATION_ERROR) from None
     if settings.adapter == "sql":
         from scim_bridge.adapters.sql.commands import refuse_broken_mapping
 

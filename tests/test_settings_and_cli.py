@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 import signal
@@ -17,7 +18,7 @@ import pytest
 
 from scim_bridge.api.app import create_app
 from scim_bridge.api.capacity import BacklogEstimate
-from scim_bridge.cli.processes import free_port, wait_until
+from scim_bridge.cli.processes import free_port, start_in_session, stop_group, wait_until
 from scim_bridge.workers.settings import SettingsError, load_settings
 from tests.support import make_settings
 from tests.test_users import user_body
@@ -96,13 +97,17 @@ def test_a_write_answers_at_once_when_the_backlog_makes_confirmation_impossible(
         store.redis.hset(store.keys.stats, "reconcile_s", "0.01")
 
 
-def test_dev_runs_everything_and_ctrl_c_stops_it(tmp_path: Path):
-    port = free_port()
+def test_dev_runs_everything_on_loopback_and_ctrl_c_stops_it(tmp_path: Path):
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")}
     dev = subprocess.Popen(
         [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
         cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        env={
+            **env,
+            "PYTHONPATH": str(Path(__file__).parent.parent),
+            "SCIM_BRIDGE_WORKER_METRICS_PORT": str(metrics_port),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -125,6 +130,15 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(tmp_path: Path):
             created = http.post("/scim/v2/Users", json=user_body("dev@example.com"))
             assert created.status_code == 201, created.text
             assert created.headers.get("X-SCIM-Bridge-Sync") is None  # confirmed by the worker
+
+        # Nothing dev started (api, worker metrics, Redis) can be reached from another machine.
+        def bound() -> dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+            found = _listening(dev.pid)
+            return found if found.keys() >= {port, metrics_port} else None
+
+        listening = wait_until(bound, timeout=10)
+        assert len(listening) >= 3, listening  # and Redis
+        assert all(address.is_loopback for address in listening.values()), listening
         assert (tmp_path / "scim-bridge-legacy.db").exists()
         assert (tmp_path / ".scim-bridge" / "appendonly.aof").exists() or (
             tmp_path / ".scim-bridge" / "appendonlydir"
@@ -136,3 +150,73 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(tmp_path: Path):
         ["pgrep", "-f", f"--port {port}"], capture_output=True, text=True
     ).stdout.split()
     assert leftovers == [], leftovers
+
+
+def test_an_unknown_adapter_stops_dev_worker_and_serve_with_the_installed_names(tmp_path):
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")},
+        "PYTHONPATH": str(Path(__file__).parent.parent),
+        "SCIM_BRIDGE_ADAPTER": "acme-typo",
+        "SCIM_BRIDGE_AUTH_MODE": "none",
+        "SCIM_BRIDGE_ACCEPT_PASSWORDS": "false",
+        "SCIM_BRIDGE_WORKER_METRICS_PORT": "0",
+    }
+    # Nothing listens there: a worker or api that does not refuse at once keeps retrying it
+    # (dev starts a Redis of its own).
+    redis = {"SCIM_BRIDGE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    for command in (
+        ["dev", "--port", str(free_port())],
+        ["worker"],
+        ["serve", "--port", str(free_port())],
+    ):
+        log = tmp_path / f"{command[0]}.log"
+        process = start_in_session(
+            [sys.executable, "-m", "scim_bridge.cli", *command],
+            log,
+            env if command[0] == "dev" else {**env, **redis},
+            tmp_path,
+        )
+        try:
+            code = process.wait(30)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            stop_group(process, grace_s=10)
+        output = log.read_text()
+        assert code == 2, (command, output)
+        assert "no adapter named 'acme-typo' is installed" in output, output
+        assert "available adapters: memory, sql" in output, output
+
+
+def _listening(root: int) -> dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Port -> address of every TCP socket that ``root`` or a descendant listens on (Linux)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    family, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    inodes = set()
+    for pid in family:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    found: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = b"".join(
+                bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8)
+            )
+            found[int(port, 16)] = ipaddress.ip_address(raw)
+    return found

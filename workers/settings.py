@@ -174,6 +174,8 @@ class Settings(BaseSettings):
     """Celery task events, for Flower; they cost a publish per task state change."""
     worker_metrics_port: int = Field(9464, ge=0, le=65535)
     """Where each ``scim-bridge worker`` serves its Prometheus metrics (0: not served)."""
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from other hosts
+    """The address it listens on (``scim-bridge dev``: its ``--host``)."""
     http_metrics: bool = True
     """Count and time every api request (the benchmark turns it off to measure its cost)."""
     log_level: str = "INFO"
