@@ -14,6 +14,7 @@ import falcon
 from scim_bridge.api import errors
 from scim_bridge.api.auth import Authenticator
 from scim_bridge.api.capacity import BacklogEstimate
+from scim_bridge.api.correlation import RequestIds
 from scim_bridge.api.dialects import SCIM_1, SCIM_2
 from scim_bridge.api.discovery import Listed, ProviderConfig, resource_types, schema_documents
 from scim_bridge.api.health import Health, Metrics, Readiness
@@ -24,6 +25,7 @@ from scim_bridge.api.resources import Collection, Endpoint, Item, RootSearch
 from scim_bridge.api.schemas import build_schemas
 from scim_bridge.api.writes import WriteService
 from scim_bridge.store import Kind, Store
+from scim_bridge.workers import logs
 from scim_bridge.workers.runtime import Runtime, password_vault
 from scim_bridge.workers.settings import Settings, SettingsError, load_settings
 from scim_bridge.workers.tasks import RECONCILE
@@ -40,7 +42,9 @@ def celery_publisher(settings: Settings) -> Publish:
     app = create_celery(settings)
 
     def publish(kind: Kind, rid: str) -> None:
-        app.send_task(RECONCILE, args=[kind.value, rid])
+        request_id = logs.current_request_id()
+        headers = {logs.REQUEST_ID_HEADER: request_id} if request_id else None
+        app.send_task(RECONCILE, args=[kind.value, rid], headers=headers)
 
     return publish
 
@@ -55,7 +59,10 @@ def create_app(
             "SCIM_BRIDGE_PASSWORD_KEY_FILE (or SCIM_BRIDGE_ACCEPT_PASSWORDS=false)"
         )
     # The request clock starts first, so authentication is inside what it measures.
-    middleware: list[Any] = [RequestMetrics()] if settings.http_metrics else []
+    # The correlation id first, so every line and answer, a refusal too, carries it.
+    middleware: list[Any] = [RequestIds()]
+    if settings.http_metrics:
+        middleware.append(RequestMetrics())
     middleware.append(Authenticator(settings))
     app = falcon.App(middleware=middleware, cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
@@ -124,8 +131,7 @@ def create_app(
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     """Gunicorn's entry point: settings from the environment, Redis and Celery from them."""
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    if not logging.getLogger().handlers:  # a gunicorn configuration without scim-bridge's logging
+        logs.configure(logs.log_format(settings.log_format, command="serve"), settings.log_level)
     runtime = Runtime(settings)
     return create_app(settings, store=runtime.store, publish=celery_publisher(settings))

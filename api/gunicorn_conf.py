@@ -14,6 +14,9 @@ Only process-level knobs live here; everything the application itself reads is a
 from __future__ import annotations
 
 import os
+from typing import cast
+
+from scim_bridge.workers.logs import LogFormat, log_format, logging_config
 
 
 def _env_int(name: str, default: int) -> int:
@@ -91,13 +94,22 @@ max_requests = _env_int("SCIM_BRIDGE_API_MAX_REQUESTS", 10000)
 max_requests_jitter = max(1, max_requests // 10) if max_requests else 0
 
 # Logging ------------------------------------------------------------------------------------
-# To stdout/stderr: journald, the container runtime or Kubernetes collect them.
-accesslog = "-"
-errorlog = "-"
+# gunicorn's error and access lines and the application's go through one handler to stderr
+# (journald, the container runtime or Kubernetes collect it), in SCIM_BRIDGE_LOG_FORMAT: one JSON
+# object per line unless it says text (workers/logs.py). The access line's fields (method, path,
+# status, bytes, duration_ms, request_id) are written out separately in JSON.
 loglevel = os.environ.get("SCIM_BRIDGE_LOG_LEVEL", "INFO").lower()
+logconfig_dict = logging_config(
+    log_format(
+        cast("LogFormat | None", os.environ.get("SCIM_BRIDGE_LOG_FORMAT") or None), command="serve"
+    ),
+    loglevel,
+)
+accesslog = "-"
 # Request time in milliseconds (%(M)s) next to status and size: the number to watch against the
-# budget. The X-Request-ID header, when the proxy sets one, ties the line to the application logs.
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}i)s agent="%(a)s"'
+# budget. The X-Request-ID the api answered with (the client's, or one it minted) ties the line to
+# the application's lines for the same request and to the worker's for the change.
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s agent="%(a)s"'
 
 # Behind a proxy ------------------------------------------------------------------------------
 # X-Forwarded-For/-Proto are trusted only from the addresses in FORWARDED_ALLOW_IPS (gunicorn's

@@ -46,6 +46,7 @@ from scim_bridge.store import (
 )
 from scim_bridge.store.model import member_ids
 from scim_bridge.store.resources import DesiredWrite
+from scim_bridge.workers import logs
 from scim_bridge.workers.passwords import PasswordVault
 
 log = logging.getLogger("scim_bridge.api.writes")
@@ -380,7 +381,10 @@ class WriteService:
             time.time(),
             password_token=token,
             v1_doc=SCIM_1.render(kind, doc) if doc is not None else None,
+            request_id=logs.current_request_id(),
         )
+        # Kept with the change, so a task the sweeper publishes again still names its request.
+        also = [replace(other, request_id=write.request_id) for other in also]
         try:
             version = self.store.write_many([write, *also], replicated=True)
         except UniquenessConflict as conflict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from scim_bridge.cli import processes
 from scim_bridge.cli.common import CONFIGURATION_ERROR, require_adapter, settings_or_exit
+from scim_bridge.workers.logs import log_format
 from scim_bridge.workers.settings import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -85,6 +86,8 @@ def dev(port: int, data_dir: Path, host: str = LOOPBACK) -> None:
     # would leave the api answering 503 forever.
     settings = settings_or_exit()
     require_adapter(settings, build=True)
+    # The children write to this terminal (text) or to whatever collects dev's output (JSON).
+    env["SCIM_BRIDGE_LOG_FORMAT"] = log_format(settings.log_format, command="dev")
     started: list[tuple[str, subprocess.Popen[bytes]]] = []
     if redis_command is not None:
         started.append(("redis", subprocess.Popen(redis_command)))

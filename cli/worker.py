@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from scim_bridge.cli.common import (
     CONFIGURATION_ERROR,
@@ -17,6 +19,9 @@ from scim_bridge.cli.common import (
     require_password_key,
     settings_or_exit,
 )
+
+if TYPE_CHECKING:
+    from scim_bridge.workers.settings import Settings
 
 
 def worker_argv(concurrency: int, loglevel: str = "INFO") -> list[str]:
@@ -37,7 +42,7 @@ def worker_argv(concurrency: int, loglevel: str = "INFO") -> list[str]:
     ]
 
 
-def worker(concurrency: int | None, loglevel: str) -> None:
+def worker(concurrency: int | None, loglevel: str | None) -> None:
     """A Celery worker consuming reconcile tasks."""
     settings = settings_or_exit()
     require_password_key(settings)
@@ -84,20 +89,52 @@ def worker(concurrency: int | None, loglevel: str) -> None:
 
         ldap.refuse_broken_mapping(settings, report)
     app = create_celery(settings)
+    level = loglevel or settings.log_level
+    argv = worker_argv(concurrency or settings.worker_concurrency, level)
     # Celery's exit status must reach the supervisor: a worker that died of a broker error has
     # to be restarted (systemd's on-failure, Kubernetes), not taken for a clean stop.
-    raise SystemExit(
-        app.start(worker_argv(concurrency or settings.worker_concurrency, loglevel)) or 0
-    )
+    raise SystemExit(app.start([*_logging(settings, "worker", level), *argv]) or 0)
 
 
-def beat(schedule: str, loglevel: str) -> None:
+def beat(schedule: str, loglevel: str | None) -> None:
     """Celery beat: runs the sweeper. Run exactly one."""
     settings = settings_or_exit()
     from scim_bridge.workers.celery_app import create_celery
 
     app = create_celery(settings)
-    raise SystemExit(app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"]) or 0)
+    level = loglevel or settings.log_level
+    argv = ["beat", f"--loglevel={level}", f"--schedule={schedule}"]
+    raise SystemExit(app.start([*_logging(settings, "beat", level), *argv]) or 0)
+
+
+def _logging(settings: Settings, command: str, level: str) -> list[str]:
+    """Put scim-bridge's logging in place of Celery's; the options (before the command) that
+    go with it.
+
+    It is in place before Celery starts (its first warnings included); a receiver of Celery's
+    ``setup_logging`` signal makes Celery leave it alone (no root handler of its own, no
+    redirected streams). In JSON, Celery's start-up banner is left out (it is not a log line)
+    and what it prints (the shutdown notices) becomes log lines.
+    """
+    from celery.signals import setup_logging, worker_shutting_down
+
+    from scim_bridge.workers import logs
+    from scim_bridge.workers.celery_app import QUIET_TASKS
+
+    fmt = logs.log_format(settings.log_format, command=command)
+    logs.configure(fmt, level, quiet_tasks=QUIET_TASKS)
+    setup_logging.connect(lambda **_: None, weak=False)
+    if fmt == "text":
+        return []
+    lines = logs.LinesToLog(f"celery.{command}")
+    sys.stdout = lines
+    sys.__stdout__ = lines  # type: ignore[misc,assignment]  # what Celery's notices go to
+    worker_shutting_down.connect(_log_shutdown, weak=False)
+    return ["--quiet"]
+
+
+def _log_shutdown(sig: str = "", how: str = "", **_: object) -> None:
+    logging.getLogger("scim_bridge.worker").info("%s shutdown (%s)", how.lower(), sig)
 
 
 def flower(port: int, address: str, task_events: bool, extra: Sequence[str]) -> None:

@@ -93,6 +93,8 @@ class Field:
     """Who made the resource: ``okta``, ``imported`` or ``linked`` (store/imports.py)."""
     IMPORTED_VERSION = "iv"
     """The version an import last wrote."""
+    REQUEST_ID = "rq"
+    """The correlation id of the request that made the pending change (its log lines)."""
 
 
 APPLIED_IS_DESIRED = "="

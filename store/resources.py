@@ -40,6 +40,7 @@ class DesiredWrite:
     password_token: str | None = None
     rollback: bool = False
     v1_doc: Mapping[str, Any] | None = None
+    request_id: str | None = None
 
 
 def snapshot_from(kind: Kind, rid: str, fields: Mapping[bytes, bytes]) -> Snapshot:
@@ -280,6 +281,7 @@ class ResourceStore(Area):
             "ref": ref(kind, w.id),
             "mode": "rollback" if w.rollback else "write",
             "pw": w.password_token or "",
+            "rq": w.request_id or "",
         }
 
     def write_next(

@@ -29,5 +29,5 @@ if redis.call('HGET', h, F_DELETED) == '1' then
   return S_PURGED
 end
 redis.call('HSET', h, F_SYNC_STATE, S_APPLIED)
-redis.call('HDEL', h, F_FAILURES)
+redis.call('HDEL', h, F_FAILURES, F_REQUEST_ID)
 return S_SETTLED

@@ -116,6 +116,11 @@ class WorkStore(Area):
         )
         return [parse_ref(e) for e in entries]
 
+    def request_id(self, kind: Kind, rid: str) -> str | None:
+        """The correlation id of the request that made a resource's pending change, if known."""
+        found = cast(bytes | None, self.redis.hget(self.keys.resource(kind, rid), Field.REQUEST_ID))
+        return found.decode() if found else None
+
     def is_dirty(self, kind: Kind, rid: str) -> bool:
         """Whether a resource has an unfinished change."""
         return self.redis.zscore(self.keys.dirty, ref(kind, rid)) is not None

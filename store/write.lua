@@ -47,6 +47,7 @@ for i, w in ipairs(writes) do
   if w.pw ~= '' then redis.call('HSET', h, F_PASSWORD, w.pw, F_PASSWORD_VERSION, version) end
   if w.mode == 'write' then
     redis.call('HSET', h, F_SYNC_STATE, S_PENDING)
+    if w.rq ~= '' then redis.call('HSET', h, F_REQUEST_ID, w.rq) else redis.call('HDEL', h, F_REQUEST_ID) end
     redis.call('ZADD', dirty, now, w.ref)
     redis.call('ZADD', pending, 'NX', now, w.ref)
   else

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -9,6 +10,7 @@ import time
 import httpx
 
 from scim_bridge.cli.processes import wait_until
+from scim_bridge.workers import logs
 from tests.okta import CUSTOM, v2_user
 from tests.support import TOKEN
 
@@ -62,6 +64,22 @@ def test_the_okta_create_body_in_scim2_with_the_custom_extension(gunicorn, legac
 def test_passwords_never_reach_a_response_a_log_line_or_redis(client, legacy, store, caplog):
     secret = "Pa55-never-shown-ZQX"
     caplog.set_level(logging.DEBUG)
+    # The api's and the (in-process) worker's lines as they are written in production too.
+    written = io.StringIO()
+    as_json = logging.StreamHandler(written)
+    as_json.setFormatter(logs.JsonFormatter())
+    as_json.addFilter(logs.ContextFilter())
+    logging.getLogger().addHandler(as_json)
+    try:
+        _write_passwords(client, legacy, store, secret)
+    finally:
+        logging.getLogger().removeHandler(as_json)
+    assert secret not in caplog.text
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    assert lines and secret not in written.getvalue()
+
+
+def _write_passwords(client, legacy, store, secret):
     created = client.simulate_post(USERS, json=v2_user("secret@example.com", password=secret))
     rid = created.json["id"]
     changed = client.simulate_put(
@@ -85,7 +103,6 @@ def test_passwords_never_reach_a_response_a_log_line_or_redis(client, legacy, st
         client.simulate_get(USERS),
     ):
         assert secret not in response.text and "password" not in response.json
-    assert secret not in caplog.text
     for key in store.redis.scan_iter(match="*", count=1000):
         kind = store.redis.type(key).decode()
         if kind == "string":

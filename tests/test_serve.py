@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,16 +19,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_serve_loads_the_shipped_gunicorn_configuration(gunicorn):
-    # The access log line format exists only in api/gunicorn_conf.py: a serve that did not load
-    # it would log no requests at all (gunicorn's default is no access log).
-    assert httpx.get(f"{gunicorn.base_url}/healthz", timeout=5).status_code == 200
+    # The access log line format and the JSON logging exist only in api/gunicorn_conf.py: a
+    # serve that did not load it would log no requests at all (gunicorn's default is no access
+    # log), and in text.
+    answer = httpx.get(f"{gunicorn.base_url}/healthz", timeout=5)
+    assert answer.status_code == 200
 
-    def logged() -> str | None:
-        lines = gunicorn.log.read_text().splitlines()
-        return next((entry for entry in lines if '"GET /healthz' in entry), None)
+    def logged() -> dict[str, object] | None:
+        lines = [json.loads(line) for line in gunicorn.log.read_text().splitlines()]
+        request_id = answer.headers["X-Request-ID"]
+        return next((entry for entry in lines if entry.get("request_id") == request_id), None)
 
-    line = wait_until(logged, timeout=10)
-    assert " 200 " in line and "ms request_id=" in line, line
+    entry = wait_until(logged, timeout=10)
+    assert entry["logger"] == "gunicorn.access" and entry["status"] == 200, entry
+    assert f" {entry['duration_ms']}ms request_id=" in str(entry["message"]), entry
 
 
 def test_the_shipped_configuration_is_the_installed_module():

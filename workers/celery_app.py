@@ -20,10 +20,13 @@ from celery import Celery, bootsteps
 from scim_bridge.workers.capabilities import advertised_functions
 from scim_bridge.workers.runtime import AdapterFactory, Runtime
 from scim_bridge.workers.settings import Settings
-from scim_bridge.workers.sync_tasks import import_schedule, register_import_tasks
+from scim_bridge.workers.sync_tasks import DELTA, import_schedule, register_import_tasks
 from scim_bridge.workers.tasks import QUEUE, SWEEP, register_tasks
 
 log = logging.getLogger("scim_bridge.worker")
+
+QUIET_TASKS = (SWEEP, DELTA)
+"""Periodic tasks (every few seconds, every minute) whose Celery bookkeeping lines are DEBUG."""
 
 
 def create_celery(

@@ -16,6 +16,7 @@ breaker state change this process causes is counted: the guard is the one place 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,9 @@ from scim_bridge.store.fleet import BreakerState, FleetStore
 from scim_bridge.workers.metrics import metrics
 
 T = TypeVar("T")
+
+log = logging.getLogger("scim_bridge.legacy")
+_PAGE_READS = frozenset({"list_users", "list_groups", "changes_since"})
 
 
 class CircuitOpen(TransientError):
@@ -108,6 +112,16 @@ class LegacyGuard:
     def _observe(operation: str, started: float, outcome: str) -> None:
         elapsed = time.monotonic() - started
         metrics().legacy_call_duration.labels(operation, outcome).observe(elapsed)
+        # The pages of imports (a delta every minute) would drown the calls made for changes.
+        quiet = outcome == "ok" and operation in _PAGE_READS
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "legacy call %s: %s in %.3f s",
+            operation,
+            outcome,
+            elapsed,
+            extra={"operation": operation, "outcome": outcome, "duration_s": round(elapsed, 6)},
+        )
 
     def _take_slot(self, operation: str, deadline: Deadline) -> str | None:
         if self.max_concurrency <= 0:

@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     http_metrics: bool = True
     """Count and time every api request (the benchmark turns it off to measure its cost)."""
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] | None = None
+    """One JSON object per line, or text; unset: text for ``scim-bridge dev`` on a terminal,
+    JSON for everything else (workers/logs.py)."""
 
     @classmethod
     def settings_customise_sources(

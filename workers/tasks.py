@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from scim_bridge.adapters.errors import AdapterError
 from scim_bridge.store import Kind, Status
-from scim_bridge.store.keys import QUEUE
+from scim_bridge.store.keys import QUEUE, ref
+from scim_bridge.workers import logs
 from scim_bridge.workers.guard import CircuitOpen, LegacyBusy
 from scim_bridge.workers.metrics import metrics
 from scim_bridge.workers.reconciler import RetryLater
@@ -52,12 +54,49 @@ def _observe(kind: Kind, result: str, started: float) -> None:
     metrics().reconcile_duration.labels(kind.resource_type, result).observe(elapsed)
 
 
+def _headers(request_id: str | None) -> dict[str, str]:
+    """The reconcile task's message headers: the correlation id of the change, when known."""
+    return {logs.REQUEST_ID_HEADER: request_id} if request_id else {}
+
+
+_bindings: dict[str, Token[Any]] = {}
+
+
+def _bind_task(task_id: str, task: Task[Any, Any], args: Any = (), **_: Any) -> None:
+    if task.name == RECONCILE and len(args) == 2:
+        request_id = task.request.get(logs.REQUEST_ID_HEADER)
+        _bindings[task_id] = logs.bind(request_id=request_id, resource=ref(Kind(args[0]), args[1]))
+
+
+def _unbind_task(task_id: str, **_: Any) -> None:
+    token = _bindings.pop(task_id, None)
+    if token is not None:
+        logs.unbind(token)
+
+
+def _bind_logs_to_tasks() -> None:
+    """Every line a reconciliation writes, Celery's "succeeded" or "retry" line included, names
+    its change's request and resource (task_prerun and task_postrun run around both)."""
+    from celery.signals import task_postrun, task_prerun
+
+    task_prerun.connect(_bind_task, weak=False, dispatch_uid="scim_bridge.logs.bind")
+    task_postrun.connect(_unbind_task, weak=False, dispatch_uid="scim_bridge.logs.unbind")
+
+
 def register_tasks(app: Celery, runtime: Runtime) -> None:
     """Register scim-bridge's tasks on ``app``; they use ``runtime``'s collaborators."""
     settings = runtime.settings
 
+    _bind_logs_to_tasks()
+
     # shared=False: each app keeps its own tasks, bound to its own runtime.
-    @app.task(name=RECONCILE, bind=True, max_retries=None, shared=False)
+    @app.task(
+        name=RECONCILE,
+        bind=True,
+        max_retries=None,
+        shared=False,
+        Request="scim_bridge.workers.task_request:TracedRequest",
+    )
     def reconcile(self: Task[Any, Any], kind: str, rid: str) -> str:
         """Reconcile one resource with the legacy application."""
         resource_kind = Kind(kind)
@@ -102,7 +141,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
             raise self.retry(countdown=countdown, exc=exc) from None
         _observe(resource_kind, result.status, started)
         if result.status is Status.REQUEUE:
-            reconcile.apply_async(args=(kind, rid))
+            reconcile.apply_async(args=(kind, rid), headers=_headers(logs.current_request_id()))
         return result.status.value
 
     @app.task(name=SWEEP, shared=False)
@@ -112,7 +151,12 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         lost = runtime.store.dirty_before(now - settings.sweep_grace_s)
         for kind, rid in lost:
             runtime.store.touch_dirty(kind, rid, now)
-            reconcile.apply_async(args=(kind.value, rid))
+            request_id = runtime.store.request_id(kind, rid)
+            reconcile.apply_async(args=(kind.value, rid), headers=_headers(request_id))
         if lost:
-            log.warning("re-published %d dirty resources whose task was lost", len(lost))
+            log.warning(
+                "re-published %d dirty resources whose task was lost",
+                len(lost),
+                extra={"resources": [ref(kind, rid) for kind, rid in lost[:20]]},
+            )
         return len(lost)
