@@ -14,6 +14,8 @@ Only process-level knobs live here; everything the application itself reads is a
 from __future__ import annotations
 
 import os
+import ssl
+from collections.abc import Callable
 from typing import cast
 
 from scim_bridge.workers.logs import LogFormat, log_format, logging_config
@@ -43,9 +45,27 @@ def _cores() -> int:
 _budget_s = _env_float("SCIM_BRIDGE_TIMEOUT_BUDGET_S", 30.0)
 
 # Binding ------------------------------------------------------------------------------------
-# Plain HTTP: TLS is terminated by the reverse proxy in front (see deploy/README.md). On a host
-# where the proxy runs beside gunicorn, set SCIM_BRIDGE_HOST=127.0.0.1 so only it can connect.
+# Plain HTTP unless TLS is configured below; behind a reverse proxy that terminates TLS (see
+# deploy/README.md) on the same host, set SCIM_BRIDGE_HOST=127.0.0.1 so only it can connect.
 bind = f"{os.environ.get('SCIM_BRIDGE_HOST', '0.0.0.0')}:{_env_int('SCIM_BRIDGE_PORT', 8080)}"  # noqa: S104
+
+# TLS ----------------------------------------------------------------------------------------
+# On when SCIM_BRIDGE_TLS_CERTFILE and SCIM_BRIDGE_TLS_KEYFILE name the certificate (chain) and
+# its key (``serve --certfile --keyfile`` set them). Python's server defaults (no SSLv3, no
+# compression, its vetted cipher list) plus the oldest version SCIM_BRIDGE_TLS_MIN_VERSION allows,
+# TLS 1.2 unless it says 1.3: stated here, not left to the Python and OpenSSL of the host.
+certfile = os.environ.get("SCIM_BRIDGE_TLS_CERTFILE") or None
+keyfile = os.environ.get("SCIM_BRIDGE_TLS_KEYFILE") or None
+_TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def ssl_context(
+    config: object, default_ssl_context_factory: Callable[[], ssl.SSLContext]
+) -> ssl.SSLContext:
+    context = default_ssl_context_factory()
+    context.minimum_version = _TLS_VERSIONS[os.environ.get("SCIM_BRIDGE_TLS_MIN_VERSION") or "1.2"]
+    return context
+
 
 # Workers ------------------------------------------------------------------------------------
 # gthread: a write may wait up to SCIM_BRIDGE_CONFIRM_WAIT_S for the legacy application's

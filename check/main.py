@@ -14,6 +14,7 @@ a whole import page for one SCIM 2.0 URN or one unknown top-level key.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -53,7 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the attribute of the check-exists filter (Okta's 'Unique user field name'); "
         "the value it looks for is the test user's userName, also its primary email",
     )
-    parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    trust = parser.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="verify the connector's certificate against these CA certificates (a private CA) "
+        "instead of the system's",
+    )
+    trust.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     parser.add_argument(
         "--progress",
         action="store_true",
@@ -68,11 +76,18 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
     url: str = args.url
     version = args.scim or ("2.0" if "/v2/" in url.rstrip("/") + "/" else "1.1")
     progress = err if args.progress or err.isatty() else None
+    verify: ssl.SSLContext | bool = not args.insecure
+    if args.ca_file:
+        try:
+            verify = ssl.create_default_context(cafile=args.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"--ca-file {args.ca_file}: cannot read CA certificates: {exc}", file=err)
+            return 2
     connector = Connector(
         url,
         args.basic or args.header or {},
         timeout_s=args.timeout,
-        verify=not args.insecure,
+        verify=verify,
     )
     checker = Checker(
         connector,

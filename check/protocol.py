@@ -7,6 +7,7 @@ import abc
 import argparse
 import base64
 import json
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -226,7 +227,7 @@ class Connector:
         credentials: Mapping[str, str],
         *,
         timeout_s: float,
-        verify: bool,
+        verify: ssl.SSLContext | bool,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"

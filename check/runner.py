@@ -4,6 +4,7 @@ the lifecycle steps share."""
 from __future__ import annotations
 
 import secrets
+import ssl
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -85,7 +86,7 @@ class Steps:
         except StepFailed as failed:
             self.report("FAIL", name, str(failed))
         except httpx.TransportError as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = untrusted_certificate(exc) or f"{type(exc).__name__}: {exc}"
             if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
                 self.unreachable = reason
             self.report("FAIL", name, reason)
@@ -264,3 +265,16 @@ def utc_seconds(instant: datetime) -> str:
 
 
 # The command -----------------------------------------------------------------------------------
+
+
+def untrusted_certificate(exc: BaseException) -> str | None:
+    """What to say when ``exc`` is a failed verification of the connector's certificate."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    return (
+        f"TLS: certificate verify failed ({cause.verify_message}): the connector's certificate "
+        "is not signed by a CA this machine trusts; name its CA with --ca-file PEM"
+    )

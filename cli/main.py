@@ -45,6 +45,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a gunicorn configuration file to use instead of the shipped one "
         "(scim_bridge/api/gunicorn_conf.py)",
     )
+    p_serve.add_argument(
+        "--certfile",
+        type=Path,
+        default=None,
+        help="serve HTTPS with this PEM certificate (chain); default: $SCIM_BRIDGE_TLS_CERTFILE",
+    )
+    p_serve.add_argument(
+        "--keyfile",
+        type=Path,
+        default=None,
+        help="the certificate's PEM private key; default: $SCIM_BRIDGE_TLS_KEYFILE",
+    )
     p_worker = commands.add_parser("worker", help="run a Celery worker")
     p_worker.add_argument("--concurrency", type=int, default=None)
     p_worker.add_argument("--loglevel", default=None, help="default: $SCIM_BRIDGE_LOG_LEVEL")
@@ -93,7 +105,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "dev":
         dev(args.port, args.data_dir, args.host)
     elif args.command == "serve":
-        serve(args.port, args.host, args.workers, args.threads, args.config)
+        serve(
+            args.port,
+            args.host,
+            args.workers,
+            args.threads,
+            args.config,
+            args.certfile,
+            args.keyfile,
+        )
     elif args.command == "worker":
         worker(args.concurrency, args.loglevel)
     elif args.command == "beat":

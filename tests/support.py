@@ -7,6 +7,7 @@ Imported by the fixtures (``conftest.py``), the tests and the fault suite; nothi
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -183,6 +184,23 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a ``scim-bridge serve`` on ``settings``' Redis, whose writes the
+    session's worker applies."""
+    return {
+        **os.environ,
+        "SCIM_BRIDGE_REDIS_URL": settings.redis_url,
+        "SCIM_BRIDGE_AUTH_MODE": "header",
+        "SCIM_BRIDGE_AUTH_HEADER_VALUE": TOKEN,
+        "SCIM_BRIDGE_PASSWORD_KEY": settings.password_key.get_secret_value()
+        if settings.password_key
+        else "",
+        "SCIM_BRIDGE_CONFIRM_WAIT_S": str(settings.confirm_wait_s),
+        "SCIM_BRIDGE_ADAPTER": "memory",
+        **extra,
+    }
 
 
 def make_settings(redis_url: str, password_key: str, **overrides: Any) -> Settings:

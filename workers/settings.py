@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     """Without ``public_base_url``, the Host names (comma-separated) that may appear in
     locations; a request naming another host gets 400 rather than a forged URL."""
 
+    # TLS of the api (scim-bridge serve) --------------------------------------------------------
+    tls_certfile: Path | None = None
+    """PEM file: the api's certificate, then any intermediate CA certificates; TLS is on when
+    it and ``tls_keyfile`` are set (``serve --certfile --keyfile``)."""
+    tls_keyfile: Path | None = None
+    """PEM file: the certificate's private key (unencrypted)."""
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    """The oldest TLS version the api accepts."""
+
     # The legacy application -------------------------------------------------------------------
     adapter: str = "sql"
     adapter_options: dict[str, Any] = Field(default_factory=dict)
@@ -320,6 +329,11 @@ class Settings(BaseSettings):
                 f"({self.lock_ttl_s:g}): a running task would be re-published"
             )
         problems += self._sentinel_problems()
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            problems.append(
+                "TLS needs both SCIM_BRIDGE_TLS_CERTFILE and SCIM_BRIDGE_TLS_KEYFILE "
+                "(serve --certfile and --keyfile)"
+            )
         if self.id_namespace is not None:
             try:
                 uuid.UUID(self.id_namespace)
