@@ -166,6 +166,10 @@ class MemoryStore(ResourceStore, WorkStore, DeadLetterStore):
             h.update({Field.PASSWORD: w["pw"], Field.PASSWORD_VERSION: str(version)})
         if w["mode"] == "write":
             h[Field.SYNC_STATE] = Status.PENDING
+            if w.get("rq"):
+                h[Field.REQUEST_ID] = w["rq"]
+            else:
+                h.pop(Field.REQUEST_ID, None)
             self.zsets[self.keys.dirty][w["ref"]] = now
             self.zsets[self.keys.pending].setdefault(w["ref"], now)
         else:
@@ -293,6 +297,7 @@ class MemoryStore(ResourceStore, WorkStore, DeadLetterStore):
                 return Status.PURGED
             h[Field.SYNC_STATE] = Status.APPLIED
             h.pop(Field.FAILURES, None)
+            h.pop(Field.REQUEST_ID, None)
             return Status.SETTLED
 
     def mark_doubt(self, kind: Kind, rid: str) -> None:
