@@ -34,6 +34,7 @@ from scim_bridge.api.dialects import SCIM_1
 from scim_bridge.api.errors import ScimError, from_validation
 from scim_bridge.api.schemas import ScimSchemas, canonical
 from scim_bridge.store import (
+    BacklogFull,
     ChangeOutcome,
     Kind,
     OutcomeStatus,
@@ -250,21 +251,26 @@ class WriteService:
 
     # Steps --------------------------------------------------------------------------------------
     def _admit(self, kind: Kind) -> int:
-        """Backpressure: past the backlog limit, refuse the write (and change nothing).
+        """Backpressure: past the backlog limit, refuse the write before any work is done.
 
-        Returns the backlog, which the confirmation wait reuses.
+        The exact admission is the store's write script (:class:`BacklogFull`); this early
+        refusal spares an overloaded connector the validation. Returns the backlog, which the
+        confirmation wait reuses.
         """
         backlog = self.store.backlog()
         if backlog >= self.max_backlog:
-            retry_after = max(1, min(300, int(self.backlog.drain_time_s(backlog)) or 30))
-            raise ScimError(
-                503,
-                f"the connector has {backlog} unfinished changes for the legacy application "
-                f"(limit {self.max_backlog}); this {kind.resource_type} change was not accepted, "
-                f"retry in {retry_after} s",
-                Retry_After=str(retry_after),
-            )
+            raise self._backlog_full(kind, backlog)
         return backlog
+
+    def _backlog_full(self, kind: Kind, backlog: int) -> ScimError:
+        retry_after = max(1, min(300, int(self.backlog.drain_time_s(backlog)) or 30))
+        return ScimError(
+            503,
+            f"the connector has {backlog} unfinished changes for the legacy application "
+            f"(limit {self.max_backlog}); this {kind.resource_type} change was not accepted, "
+            f"retry in {retry_after} s",
+            Retry_After=str(retry_after),
+        )
 
     def _validate(self, kind: Kind, body: Mapping[str, Any], context: Context) -> Resource[Any]:
         try:
@@ -386,7 +392,11 @@ class WriteService:
         # Kept with the change, so a task the sweeper publishes again still names its request.
         also = [replace(other, request_id=write.request_id) for other in also]
         try:
-            version = self.store.write_many([write, *also], replicated=True)
+            version = self.store.write_many(
+                [write, *also], replicated=True, max_backlog=self.max_backlog
+            )
+        except BacklogFull as full:
+            raise self._backlog_full(kind, full.backlog) from None
         except UniquenessConflict as conflict:
             value = (doc or {}).get(conflict.attribute)
             taken = (

@@ -5,6 +5,7 @@ the fleet of workers; :class:`Store` combines them."""
 from scim_bridge.store.connection import Sentinels, redis_client
 from scim_bridge.store.keys import Field, Keys, Kind, parse_ref, ref, valid_id
 from scim_bridge.store.model import (
+    BacklogFull,
     ChangeOutcome,
     OutcomeStatus,
     ReplicationShortfall,
@@ -19,6 +20,7 @@ from scim_bridge.store.model import (
 from scim_bridge.store.store import PipelineStatus, Store
 
 __all__ = [
+    "BacklogFull",
     "ChangeOutcome",
     "Field",
     "Keys",

@@ -46,6 +46,8 @@ class Status(StrEnum):
     """A confirmed delete or a refused create: the resource's hash is removed."""
     CONFLICT = "conflict"
     """A unique value belongs to another resource."""
+    BACKLOG = "backlog"
+    """Backpressure: the backlog is at its limit, nothing was written."""
     CREATED = "created"
     """An import recorded a resource the legacy application holds and the store did not."""
     UPDATED = "updated"
@@ -105,6 +107,14 @@ class ReplicationShortfall(Exception):
     def __init__(self, version: int, acks: int, wanted: int, timeout_s: float) -> None:
         super().__init__(f"{acks} of {wanted} replicas confirmed version {version}")
         self.version, self.acks, self.wanted, self.timeout_s = version, acks, wanted, timeout_s
+
+
+class BacklogFull(Exception):
+    """Backpressure: the write would take the backlog past its limit; nothing was written."""
+
+    def __init__(self, backlog: int) -> None:
+        super().__init__(backlog)
+        self.backlog = backlog
 
 
 def normalise(value: str, case_insensitive: bool) -> str:

@@ -12,6 +12,7 @@ from scim_bridge.store.base import Area
 from scim_bridge.store.keys import APPLIED_IS_DESIRED, Field, Kind, ref, valid_id
 from scim_bridge.store.model import (
     UNIQUE_ATTRIBUTES,
+    BacklogFull,
     ReplicationShortfall,
     Snapshot,
     Status,
@@ -216,17 +217,25 @@ class ResourceStore(Area):
         )
         return self.write_many([write])
 
-    def write_many(self, writes: Sequence[DesiredWrite], *, replicated: bool = False) -> int:
+    def write_many(
+        self, writes: Sequence[DesiredWrite], *, replicated: bool = False, max_backlog: int = 0
+    ) -> int:
         """Store several desired states in one atomic step; the first one's new version.
 
-        Nothing is written when any resource moved or any unique value is taken. With
+        Nothing is written when any resource moved or any unique value is taken, nor, with
+        ``max_backlog``, when the backlog is full or these writes would take it past the limit
+        (:class:`BacklogFull`): admission and write are one step, so the limit is exact. With
         ``replicated`` (a write a client is answered for), return only once ``replica_acks``
         replicas hold it; raises :class:`ReplicationShortfall` when fewer did in time (the
         write stays stored on the primary and dirty, so it is applied if the primary lives).
         """
         script = self.scripts["write"]
         keys = [self.keys.sequence, self.keys.dirty, self.keys.pending]
-        args = [json.dumps([self._write_args(w) for w in writes]), repr(time.time())]
+        args = [
+            json.dumps([self._write_args(w) for w in writes]),
+            repr(time.time()),
+            max_backlog,
+        ]
         wanted = self.replica_acks if replicated else 0
         acks = 0
         if wanted:
@@ -243,6 +252,8 @@ class ResourceStore(Area):
             raise VersionConflict(detail)
         if status == Status.CONFLICT:
             raise UniquenessConflict(detail.rsplit(":", 1)[-1])
+        if status == Status.BACKLOG:
+            raise BacklogFull(int(detail))
         version = int(detail)
         if int(acks) < wanted:
             raise ReplicationShortfall(version, int(acks), wanted, self.replica_ack_timeout_s)

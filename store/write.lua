@@ -1,8 +1,17 @@
 -- Store the next desired state of one or more resources, all or nothing: a user's delete and
 -- the groups it leaves are one step. Each write checks the version its caller read (optimistic
 -- concurrency) and claims its unique index entries before anything changes.
+-- Backpressure is admitted here, in the same step (ARGV[3], 0: no limit): a write is refused
+-- when the backlog is full or would grow past the limit, so concurrent writers cannot overshoot.
 local seqkey, dirty, pending = KEYS[1], KEYS[2], KEYS[3]
-local writes, now = cjson.decode(ARGV[1]), ARGV[2]
+local writes, now, limit = cjson.decode(ARGV[1]), ARGV[2], tonumber(ARGV[3] or '0')
+if limit > 0 then
+  local backlog, adding = redis.call('ZCARD', dirty), 0
+  for _, w in ipairs(writes) do
+    if w.mode == 'write' and not redis.call('ZSCORE', dirty, w.ref) then adding = adding + 1 end
+  end
+  if backlog + math.max(adding, 1) > limit then return {S_BACKLOG, tostring(backlog)} end
+end
 for i, w in ipairs(writes) do
   local current = tonumber(redis.call('HGET', w.h, F_VERSION) or '0')
   if current ~= tonumber(w.expected) then return {S_MOVED, tostring(current), tostring(i)} end

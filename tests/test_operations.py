@@ -113,6 +113,33 @@ def test_backpressure_refuses_writes_with_503_and_keeps_reads(settings, store, l
     )
 
 
+def test_concurrent_writers_get_exactly_the_backlog_limit_accepted(settings, store, legacy):
+    limit = 20
+    tight = make_settings(
+        settings.redis_url,
+        settings.password_key.get_secret_value(),
+        max_backlog=limit,
+        confirm_wait_s=0.0,
+    )
+    app = create_app(tight, store=store, publish=lambda k, r: None)
+    start = threading.Barrier(16)
+
+    def writer(n: int) -> list[int]:
+        client = falcon.testing.TestClient(app, headers={"Authorization": TOKEN})
+        start.wait()
+        return [
+            client.simulate_post(USERS, json=user_body(f"w{n}-{i}@example.com")).status_code
+            for i in range(5)
+        ]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = [s for batch in pool.map(writer, range(16)) for s in batch]
+    assert statuses.count(201) == limit, statuses
+    assert statuses.count(503) == len(statuses) - limit, statuses
+    assert store.backlog() == limit
+    assert store.count(Kind.USER) == limit
+
+
 def test_redis_unreachable_gives_a_503_scim_error_within_a_second(settings, legacy):
     from scim_bridge.cli.processes import free_port
 

@@ -114,12 +114,19 @@ class MemoryStore(ResourceStore, WorkStore, DeadLetterStore):
         return len(self.zsets[self.keys.order(kind)])
 
     # Resources: writes (store/write.lua and store/purge.lua) ----------------------------------
-    def write_many(self, writes: Sequence[DesiredWrite], *, replicated: bool = False) -> int:
+    def write_many(
+        self, writes: Sequence[DesiredWrite], *, replicated: bool = False, max_backlog: int = 0
+    ) -> int:
         # One process's memory has no replicas: a replicated write is acknowledged at once
         # (the real store's WAIT is tested against real replicas in tests/test_sentinel.py).
         changes = [self._write_args(w) for w in writes]
         now = time.time()
         with self._changed:
+            if max_backlog > 0:
+                dirty = self.zsets[self.keys.dirty]
+                adding = sum(1 for w in changes if w["mode"] == "write" and w["ref"] not in dirty)
+                if len(dirty) + max(adding, 1) > max_backlog:
+                    raise BacklogFull(len(dirty))
             for w in changes:
                 current = int(self.hashes.get(w["h"], {}).get(Field.VERSION, "0"))
                 if current != w["expected"]:
