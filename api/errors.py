@@ -31,12 +31,63 @@ class ScimError(SCIMException):
         self.headers = headers
 
 
+# What a value must be, by pydantic error type: the client reads SCIM words, not Python's.
+_MUST_BE = {
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dict_type": "an object",
+    "list_type": "a list",
+    "datetime_type": "a date-time (RFC 3339)",
+    "datetime_parsing": "a date-time (RFC 3339)",
+    "datetime_from_date_parsing": "a date-time (RFC 3339)",
+}
+
+
+def _scim_name(part: str) -> str:
+    # Assignments during PATCH report Python field names (given_name): name them as SCIM does.
+    if part.lower().startswith("urn:"):
+        return part
+    head, *rest = part.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def validation_detail(exc: ValidationError) -> tuple[str, str]:
+    """The first problem of a pydantic validation error in SCIM terms: (detail, scimType).
+
+    Never pydantic's own rendering (model class names, ``input_value``, ``type=``, links).
+    """
+    first = exc.errors(include_url=False, include_input=False)[0]
+    error = Error.from_validation_errors([first])[0]
+    scim_type = error.scim_type or "invalidValue"
+    if first["type"].startswith("scim_"):
+        return str(error.detail), scim_type  # written by scim2-models for SCIM clients
+    # scim2-models writes the location as a SCIM attribute path after the (empty) message.
+    loc = tuple(part if isinstance(part, int) else _scim_name(part) for part in first["loc"])
+    located = Error.from_validation_error({"type": first["type"], "msg": "", "loc": loc})
+    path = str(located.detail or "").removeprefix(": ")
+    if first["type"] in _MUST_BE:
+        message = f"must be {_MUST_BE[first['type']]}"
+    elif first["type"] == "missing":
+        message = "is required"
+    elif first["type"] == "extra_forbidden":
+        message = "is not an attribute of the schema"
+    else:
+        message = str(first["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return (f"{path} {message}" if path else message), scim_type
+
+
 def from_validation(exc: ValidationError, what: str) -> SCIMException:
     """The first problem of a pydantic validation error, as a SCIM error naming ``what``."""
-    error = Error.from_validation_errors(exc)[0]
-    return ScimError(
-        error.status or 400, f"{what}: {error.detail}", error.scim_type or "invalidValue"
-    )
+    detail, scim_type = validation_detail(exc)
+    return ScimError(400, f"{what}: {detail}", scim_type)
 
 
 def error_body(status: int, detail: str, scim_type: str | None, dialect: str) -> bytes:
@@ -77,7 +128,12 @@ def handle_scim_exception(
     req: falcon.Request, resp: falcon.Response, exc: SCIMException, params: dict[str, Any]
 ) -> None:
     """Falcon error handler for every SCIM error."""
-    _render(resp, req, exc.status, exc.detail, exc.scim_type or None)
+    detail, scim_type = exc.detail, exc.scim_type or None
+    if isinstance(exc.__cause__, ValidationError):
+        # scim2-models wraps a failed assignment (during PATCH) with pydantic's text as detail.
+        detail, cause_type = validation_detail(exc.__cause__)
+        scim_type = scim_type or cause_type
+    _render(resp, req, exc.status, detail, scim_type)
     for name, value in getattr(exc, "headers", {}).items():
         resp.set_header(name.replace("_", "-"), value)
 

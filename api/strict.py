@@ -92,6 +92,8 @@ def check_patch(kind: Kind, body: Mapping[str, Any]) -> None:
     for index, operation in enumerate(_objects(operations, "Operations")):
         value = operation.get("value")
         path = operation.get("path")
+        if path is not None and not isinstance(path, str):
+            raise _invalid(f"Operations[{index}].path must be a string, not {path!r}")
         if isinstance(value, dict) and not path:
             _check_required_text(kind, value)
             _check_values(value, f"Operations[{index}].value.", patch=True)

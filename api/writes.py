@@ -26,12 +26,14 @@ from scim2_models import (
     PatchOp,
     PreconditionFailedException,
     Resource,
+    SCIMException,
     UniquenessException,
 )
 
 from scim_bridge.api.capacity import BacklogEstimate
 from scim_bridge.api.dialects import SCIM_1
 from scim_bridge.api.errors import ScimError, from_validation
+from scim_bridge.api.redact import Redactor
 from scim_bridge.api.schemas import ScimSchemas, canonical
 from scim_bridge.store import (
     BacklogFull,
@@ -111,6 +113,7 @@ class WriteService:
         self.vault = vault
         self.confirm_wait_s = confirm_wait_s
         self.backlog = backlog
+        self.redactor = Redactor((schemas.user, schemas.group))
 
     # Commands -----------------------------------------------------------------------------------
     def create(
@@ -152,10 +155,10 @@ class WriteService:
     ) -> Written:
         """PUT: the body is the whole new resource."""
         backlog = self._admit(kind)
-        if kind is Kind.GROUP:
-            # Some agents were reported to send a membership change as two PUTs: keep the
-            # evidence at debug level (group bodies carry no secrets).
-            log.debug("PUT Group %s: %s", rid, body)
+        # Some agents were reported to send a membership change as two PUTs: keep the evidence
+        # at debug level. The body is not validated yet: redact what may be secret.
+        if kind is Kind.GROUP and log.isEnabledFor(logging.DEBUG):
+            log.debug("PUT Group %s: %s", rid, self.redactor.body(body))
         model = self._validate(kind, body, Context.RESOURCE_REPLACEMENT_REQUEST)
         password = self._take_password(model)
 
@@ -188,6 +191,10 @@ class WriteService:
                 operations.patch(current)
             except ValidationError as exc:
                 raise from_validation(exc, "PATCH leaves an invalid resource") from None
+            except SCIMException as exc:
+                if isinstance(exc.__cause__, ValidationError):  # a value that does not fit
+                    raise from_validation(exc.__cause__, "invalid PATCH value") from None
+                raise
             password = self._take_password(current)
             doc = self._next(kind, snap, current)
             if password is None and _content(doc) == _content(snap.desired):

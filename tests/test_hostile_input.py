@@ -225,3 +225,105 @@ def test_the_public_base_url_is_used_whatever_host_a_request_names(
     location = created.headers["Location"]
     assert location.startswith("https://scim.corp.example/scim/v2/Users/"), location
     assert created.json["meta"]["location"] == location
+
+
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+PYDANTIC_MARKS = ("pydantic", "validation error for", "input_value", "type=", "Value error")
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [{"op": "frobnicate", "path": "active", "value": False}],
+        [{"op": 5, "path": "active", "value": False}],
+        [{"op": "replace", "path": "emails[type eq", "value": "x"}],
+        [{"op": "replace", "path": "name..givenName", "value": "x"}],
+        [{"op": "replace", "path": 5, "value": "x"}],
+        [{"op": "replace", "path": "name", "value": 5}],
+        [{"op": "replace", "path": "emails", "value": "not a list"}],
+        [{"op": "replace", "path": "name.givenName", "value": {"a": 1}}],
+        [{"op": "replace", "path": "name.givenName", "value": ["a"]}],
+        [{"op": "replace", "value": {"userName": 5}}],
+        [{"op": "replace", "value": {"name": "x"}}],
+        [{"op": "replace", "path": 'emails[type eq "work"].primary', "value": "x"}],
+        [{"op": "replace", "path": "phoneNumbers", "value": [{"value": 5}]}],
+        [
+            {
+                "op": "replace",
+                "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+                "value": 5,
+            }
+        ],
+        "not a list",
+    ],
+)
+def test_malformed_patch_operations_get_a_clean_scim_error_and_change_nothing(client, operations):
+    rid = created_user(client)
+    body = {"schemas": [PATCH_OP], "Operations": operations}
+    error = scim_error(client.simulate_patch(f"{V2}/Users/{rid}", json=body), 400)
+    assert error.get("scimType") in ("invalidValue", "invalidPath", "invalidSyntax"), error
+    for mark in PYDANTIC_MARKS:
+        assert mark not in error["detail"], error["detail"]
+    assert "\n" not in error["detail"], error["detail"]
+    assert client.simulate_get(f"{V2}/Users/{rid}").json["meta"]["version"] == 'W/"1"'
+
+
+def test_a_group_member_that_is_not_a_string_gets_a_clean_scim_error(client):
+    rid = created_user(client)
+    group = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g"}
+    gid = client.simulate_post(f"{V2}/Groups", json=group).json["id"]
+    body = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": 5}, {"value": rid}]}],
+    }
+    error = scim_error(client.simulate_patch(f"{V2}/Groups/{gid}", json=body), 400, "invalidValue")
+    assert error["detail"] == "invalid PATCH value: value must be a string", error
+    assert client.simulate_get(f"{V2}/Groups/{gid}").json.get("members", []) == []
+
+
+def test_a_stray_password_in_a_group_put_never_reaches_the_debug_log(client, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="scim_bridge.api.writes")
+    group = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g"}
+    gid = client.simulate_post(f"{V2}/Groups", json=group).json["id"]
+    secret = "hunter2-correct-horse"
+    body = group | {
+        "displayName": "Engineering",
+        "password": secret,
+        "urn:okta:custom:group:1.0": {"description": "d", "userPassword": secret},
+    }
+    client.simulate_put(f"{V2}/Groups/{gid}", json=body)
+    logged = [r.getMessage() for r in caplog.records if r.name == "scim_bridge.api.writes"]
+    assert any("Engineering" in line for line in logged), logged  # the body is still logged
+    assert all(secret not in line for line in logged), logged
+
+
+def test_bodies_are_redacted_by_schema_and_by_secret_looking_names():
+    from scim_bridge.api.redact import REDACTED, Redactor
+    from scim_bridge.api.schemas import build_schemas
+    from scim_bridge.workers.settings import load_settings
+
+    schemas = build_schemas(load_settings(auth_mode="none"))
+    redactor = Redactor((schemas.user, schemas.group))
+    assert "password" in redactor.hidden  # User.password is writeOnly, returned never
+    body = user_body() | {
+        "PassWord": "a",
+        "urn:okta:onprem_app:1.0:user:custom": {"departmentName": "Sales", "apiToken": "b"},
+    }
+    patch = {
+        "schemas": [PATCH_OP],
+        "Operations": [
+            {"op": "replace", "path": "password", "value": "c"},
+            {"op": "replace", "value": {"password": "d", "active": False}},
+            {"op": "replace", "path": "name.givenName", "value": "Janet"},
+        ],
+    }
+    clean = redactor.body(body)
+    assert clean["PassWord"] == REDACTED and clean["userName"] == "jane@example.com"
+    custom = clean["urn:okta:onprem_app:1.0:user:custom"]
+    assert custom == {"departmentName": "Sales", "apiToken": REDACTED}
+    operations = redactor.body(patch)["Operations"]
+    assert operations[0]["value"] == REDACTED
+    assert operations[1]["value"] == {"password": REDACTED, "active": False}
+    assert operations[2]["value"] == "Janet"
