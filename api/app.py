@@ -15,10 +15,12 @@ from scim_bridge.api import errors
 from scim_bridge.api.auth import Authenticator
 from scim_bridge.api.capacity import BacklogEstimate
 from scim_bridge.api.correlation import RequestIds
+from scim_bridge.api.deadline import RequestDeadline
 from scim_bridge.api.dialects import SCIM_1, SCIM_2
 from scim_bridge.api.discovery import Listed, ProviderConfig, resource_types, schema_documents
 from scim_bridge.api.health import Health, Metrics, Readiness
 from scim_bridge.api.http_metrics import RequestMetrics
+from scim_bridge.api.limits import RequestLimits
 from scim_bridge.api.origin import Origin
 from scim_bridge.api.reads import ReadService
 from scim_bridge.api.resources import Collection, Endpoint, Item, RootSearch
@@ -63,6 +65,7 @@ def create_app(
     middleware: list[Any] = [RequestIds()]
     if settings.http_metrics:
         middleware.append(RequestMetrics())
+    middleware.append(RequestDeadline(settings.api_deadline_s))
     middleware.append(Authenticator(settings))
     app = falcon.App(middleware=middleware, cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
@@ -71,6 +74,7 @@ def create_app(
 
     schemas = build_schemas(settings)
     reads = ReadService(store, schemas)
+    limits = RequestLimits.of(settings)
     writes = WriteService(
         store,
         publish,
@@ -80,6 +84,7 @@ def create_app(
         backlog=BacklogEstimate(store),
         duplicate_create_updates=settings.duplicate_create_updates,
         max_backlog=settings.max_backlog,
+        limits=limits,
     )
     types, described = resource_types(schemas), schema_documents(schemas)
     origin = Origin(settings.public_base_url, settings.allowed_hosts)
@@ -96,6 +101,7 @@ def create_app(
                 default_count=settings.default_page_size,
                 max_count=settings.max_page_size,
                 origin=origin,
+                limits=limits,
             )
             for kind in Kind
         }

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from scim2_models import Context, ResponseParameters
+from scim2_models import Context, Resource, ResponseParameters
 
 from scim_bridge.api.dialects import Dialect
 from scim_bridge.api.schemas import ScimSchemas
@@ -49,13 +50,48 @@ def project(
     """Apply ``attributes``/``excludedAttributes`` (RFC 7644 §3.9) to a rendered document."""
     canonical = dialect.request(kind, json.loads(raw))
     model = schemas.model(kind).model_validate(canonical)
-    parameters: ResponseParameters[Any] = ResponseParameters.model_validate(
-        {"attributes": list(attributes) or None, "excludedAttributes": list(excluded) or None}
-    )
     dumped = model.model_dump(
-        scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters
+        scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
+        response_parameters=_parameters(type(model), tuple(attributes), tuple(excluded)),
     )
     return compact(dialect.render(kind, dumped))
+
+
+def _roots(model: type[Resource[Any]]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The model's top-level attribute names and schema URNs, lower-cased."""
+    names = frozenset(
+        (field.serialization_alias or name).lower() for name, field in model.model_fields.items()
+    )
+    urns = (str(model.__schema__).lower(), *(urn.lower() for urn in model.get_extension_models()))
+    return names, urns
+
+
+def _naming_an_attribute(model: type[Resource[Any]], paths: tuple[str, ...]) -> list[str]:
+    names, urns = _roots(model)
+    return [
+        path
+        for path in paths
+        if path.split(".", 1)[0].lower() in names
+        or path.lower() in urns
+        or path.lower().startswith(tuple(f"{urn}:" for urn in urns))
+    ]
+
+
+@lru_cache(maxsize=256)
+def _parameters(
+    model: type[Resource[Any]], attributes: tuple[str, ...], excluded: tuple[str, ...]
+) -> ResponseParameters[Any]:
+    """The parsed lists, once per distinct request rather than once per document of a page.
+
+    scim2-models compares every attribute of a document with every entry, so entries that name
+    no attribute of the model are left out first: they can match nothing. When none is left of
+    ``attributes``, ``id`` (returned always) stands for "nothing more".
+    """
+    kept = _naming_an_attribute(model, attributes) or (["id"] if attributes else [])
+    dropped = _naming_an_attribute(model, excluded)
+    return ResponseParameters.model_validate(
+        {"attributes": kept or None, "excludedAttributes": dropped or None}
+    )
 
 
 def list_response(

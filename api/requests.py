@@ -113,20 +113,32 @@ _ATTRIBUTE_PATH = re.compile(
 )
 
 
-def attribute_paths(name: str, values: Sequence[str]) -> list[str]:
-    """``values`` checked as attribute paths; 400 ``invalidValue`` naming the first bad one."""
+def attribute_paths(name: str, values: Sequence[str], max_entries: int) -> list[str]:
+    """``values`` checked as attribute paths, each once (names are case-insensitive).
+
+    400 ``tooMany`` past ``max_entries``, ``invalidValue`` naming the first bad path. Projecting
+    a document costs a comparison of every attribute with every entry, so repeats are dropped.
+    """
+    if len(values) > max_entries:
+        raise ScimError(
+            400,
+            f"{name} lists {len(values)} attributes; the limit is {max_entries} "
+            "(SCIM_BRIDGE_MAX_ATTRIBUTES)",
+            "tooMany",
+        )
     for value in values:
         if not _ATTRIBUTE_PATH.match(value):
             raise ScimError(
                 400, f"{name} must list attribute paths; {value!r} is not one", "invalidValue"
             )
-    return list(values)
+    return list({value.lower(): value for value in values}.values())
 
 
-def names(req: falcon.Request, name: str) -> list[str]:
+def names(req: falcon.Request, name: str, max_entries: int) -> list[str]:
     """A comma-separated list parameter (``attributes``, ``excludedAttributes``)."""
     value = req.get_param(name) or ""
-    return attribute_paths(name, [part.strip() for part in value.split(",") if part.strip()])
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    return attribute_paths(name, parts, max_entries)
 
 
 def _exclusive(attributes: Sequence[str], excluded: Sequence[str]) -> None:
@@ -136,15 +148,21 @@ def _exclusive(attributes: Sequence[str], excluded: Sequence[str]) -> None:
         )
 
 
-def projection(req: falcon.Request) -> Listing:
+def projection(req: falcon.Request, max_attributes: int) -> Listing:
     """Only ``attributes``/``excludedAttributes``, for a response that is one resource."""
-    attributes, excluded = names(req, "attributes"), names(req, "excludedAttributes")
+    attributes = names(req, "attributes", max_attributes)
+    excluded = names(req, "excludedAttributes", max_attributes)
     _exclusive(attributes, excluded)
     return Listing(1, 0, None, attributes, excluded)
 
 
 def listing(
-    req: falcon.Request, *, default_count: int, max_count: int, strict_start: bool
+    req: falcon.Request,
+    *,
+    default_count: int,
+    max_count: int,
+    strict_start: bool,
+    max_attributes: int,
 ) -> Listing:
     """Parse the listing parameters (RFC 7644 §3.4.2.4): a count above the maximum is capped.
 
@@ -158,7 +176,8 @@ def listing(
         start = 1
     count = max(0, min(_integer(req, "count", default_count), max_count))
     text = req.get_param("filter")
-    attributes, excluded = names(req, "attributes"), names(req, "excludedAttributes")
+    attributes = names(req, "attributes", max_attributes)
+    excluded = names(req, "excludedAttributes", max_attributes)
     _exclusive(attributes, excluded)
     return Listing(
         start,
@@ -186,7 +205,9 @@ def _descending(order: object) -> bool:
 SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 
-def search_listing(body: dict[str, Any], *, default_count: int, max_count: int) -> Listing:
+def search_listing(
+    body: dict[str, Any], *, default_count: int, max_count: int, max_attributes: int
+) -> Listing:
     """The parameters of a ``POST .search`` body (RFC 7644 §3.4.3)."""
     if SEARCH_SCHEMA not in (body.get("schemas") or []):
         raise ScimError(
@@ -203,7 +224,7 @@ def search_listing(body: dict[str, Any], *, default_count: int, max_count: int) 
         value = body.get(name) or []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ScimError(400, f"{name} must be a list of attribute names", "invalidValue")
-        return attribute_paths(name, value)
+        return attribute_paths(name, value, max_attributes)
 
     text = body.get("filter")
     if text is not None and not isinstance(text, str):

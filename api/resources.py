@@ -11,6 +11,7 @@ from scim2_models import InvalidFilterException
 
 from scim_bridge.api.dialects import Dialect
 from scim_bridge.api.errors import ScimError
+from scim_bridge.api.limits import RequestLimits
 from scim_bridge.api.origin import Origin
 from scim_bridge.api.reads import ReadService, parse_filter
 from scim_bridge.api.render import compact, list_response, project, version_of, with_location
@@ -39,6 +40,7 @@ class Endpoint:
         default_count: int,
         max_count: int,
         origin: Origin,
+        limits: RequestLimits,
     ) -> None:
         self.kind = kind
         self.prefix = prefix
@@ -50,11 +52,14 @@ class Endpoint:
         self.default_count = default_count
         self.max_count = max_count
         self.origin = origin
+        self.limits = limits
 
     def body(self, req: falcon.Request) -> dict[str, object]:
         """A POST or PUT body, translated to SCIM 2.0 and held to RFC 7643's types."""
         self.origin.of(req)  # a Host that cannot be answered refuses the write before it is stored
-        body = self.dialect.request(self.kind, read_json(req, self.max_body_bytes))
+        raw = read_json(req, self.max_body_bytes)
+        self.limits.check_values(raw)
+        body = self.dialect.request(self.kind, raw)
         check_resource(self.kind, body)
         return body
 
@@ -72,7 +77,7 @@ class Endpoint:
         """A document in the dialect as the response body, projected if the request asks."""
         body = with_location(raw, self.location(req, rid))
         if listing is None:
-            listing = projection(req)
+            listing = projection(req, self.limits.max_attributes)
         if listing.attributes or listing.excluded_attributes:
             body = project(
                 self.schemas,
@@ -132,6 +137,7 @@ class RootSearch:
             read_json(req, first.max_body_bytes),
             default_count=first.default_count,
             max_count=first.max_count,
+            max_attributes=first.limits.max_attributes,
         )
         everything = Listing(
             1,
@@ -172,6 +178,7 @@ class Collection:
             default_count=ep.default_count,
             max_count=ep.max_count,
             strict_start=ep.dialect.strict_start_index,
+            max_attributes=ep.limits.max_attributes,
         )
         total, resources = ep.page(req, params)
         resp.content_type = SCIM_JSON
@@ -184,6 +191,7 @@ class Collection:
             read_json(req, ep.max_body_bytes),
             default_count=ep.default_count,
             max_count=ep.max_count,
+            max_attributes=ep.limits.max_attributes,
         )
         total, resources = ep.page(req, params)
         resp.content_type = SCIM_JSON
@@ -229,6 +237,7 @@ class Item:
             )
         ep.origin.of(req)
         body = read_json(req, ep.max_body_bytes)
+        ep.limits.check_patch(body)
         check_patch(ep.kind, body)
         written = ep.writes.patch(
             ep.kind,

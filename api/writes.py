@@ -31,8 +31,10 @@ from scim2_models import (
 )
 
 from scim_bridge.api.capacity import BacklogEstimate
+from scim_bridge.api.deadline import check_before_storing, remaining
 from scim_bridge.api.dialects import SCIM_1
 from scim_bridge.api.errors import ScimError, from_validation
+from scim_bridge.api.limits import RequestLimits
 from scim_bridge.api.redact import Redactor
 from scim_bridge.api.schemas import ScimSchemas, canonical
 from scim_bridge.store import (
@@ -104,8 +106,10 @@ class WriteService:
         backlog: BacklogEstimate,
         duplicate_create_updates: bool = False,
         max_backlog: int = 10_000,
+        limits: RequestLimits,
     ) -> None:
         self.max_backlog = max_backlog
+        self.limits = limits
         self.store = store
         self.schemas = schemas
         self.duplicate_create_updates = duplicate_create_updates
@@ -197,6 +201,7 @@ class WriteService:
                 raise
             password = self._take_password(current)
             doc = self._next(kind, snap, current)
+            self.limits.check_document(doc)
             if password is None and _content(doc) == _content(snap.desired):
                 return None  # nothing changes: no new version, no legacy call
             return NextState(doc, password)
@@ -385,6 +390,7 @@ class WriteService:
                 )
             else:
                 token = self.vault.seal(password)
+        check_before_storing(f"this {kind.resource_type} change")
         write = DesiredWrite(
             kind,
             rid,
@@ -466,9 +472,11 @@ class WriteService:
         if respond_async:
             return Written(rid, doc, version, confirmed=False, accepted_async=True)
         outcome: ChangeOutcome | None = None
-        if self.backlog.can_confirm_within(self.confirm_wait_s, backlog + 1):
+        # Never past the request's own deadline: the change is stored, the answer says pending.
+        wait_s = remaining(self.confirm_wait_s)
+        if self.backlog.can_confirm_within(wait_s, backlog + 1):
             try:
-                outcome = self.store.wait_outcome(kind, rid, version, self.confirm_wait_s)
+                outcome = self.store.wait_outcome(kind, rid, version, wait_s)
             except redis.RedisError as exc:
                 # The change is stored (and replicated, when replicas are required): a lost
                 # wait only means its outcome is not known yet.

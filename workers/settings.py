@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
     """The oldest TLS version the api accepts."""
 
+    # Work per request (api/limits.py) -------------------------------------------------------
+    max_patch_operations: int = Field(1000, ge=1)
+    """Operations in one PATCH. Okta sends one ``remove`` per member leaving a group."""
+    max_multi_valued: int = Field(100, ge=1)
+    """Values of one multi-valued attribute (emails, phoneNumbers, ...) other than members."""
+    max_group_members: int = Field(50_000, ge=1)
+    """Members of one group, in a request and in the group a PATCH leaves."""
+    max_string_length: int = Field(8192, ge=64)
+    """Characters of one string value (an X.509 certificate in base64 fits)."""
+    max_attributes: int = Field(100, ge=1)
+    """Entries of one ``attributes`` or ``excludedAttributes`` list."""
+    request_deadline_s: float | None = Field(None, gt=0)
+    """A write not stored by then is abandoned (503, nothing stored); default a third of the
+    budget, so an abandoned request answers well before Okta gives up and retries."""
+
     # The legacy application -------------------------------------------------------------------
     adapter: str = "sql"
     adapter_options: dict[str, Any] = Field(default_factory=dict)
@@ -214,6 +229,11 @@ class Settings(BaseSettings):
         return self.adapter_deadline_s or self.timeout_budget_s / 3
 
     @property
+    def api_deadline_s(self) -> float:
+        """How long one api request may work before it is abandoned unstored."""
+        return self.request_deadline_s or self.timeout_budget_s / 3
+
+    @property
     def task_soft_time_limit_s(self) -> float:
         """Celery soft limit: a backstop a little past the adapter deadline."""
         return self.legacy_deadline_s + 5
@@ -293,6 +313,11 @@ class Settings(BaseSettings):
                 f"confirm_wait_s ({self.confirm_wait_s}) must leave half the budget free: "
                 f"lower SCIM_BRIDGE_CONFIRM_WAIT_S below {self.timeout_budget_s / 2 - 1:g} "
                 f"or raise SCIM_BRIDGE_TIMEOUT_BUDGET_S"
+            )
+        if self.api_deadline_s > self.timeout_budget_s / 2:
+            problems.append(
+                f"request_deadline_s ({self.api_deadline_s:g}) must leave half the budget "
+                f"free: lower SCIM_BRIDGE_REQUEST_DEADLINE_S below {self.timeout_budget_s / 2:g}"
             )
         if self.legacy_deadline_s > self.timeout_budget_s:
             problems.append(
