@@ -71,7 +71,9 @@ def ssl_context(
 # gthread: a write may wait up to SCIM_BRIDGE_CONFIRM_WAIT_S for the legacy application's
 # confirmation. With threads, that wait holds one thread, not the whole process, so reads (the
 # bulk of the Okta agent's traffic, imports especially) keep being served meanwhile.
-worker_class = "gthread"
+# The worker is gthread whose event loop reads each request whole (within
+# SCIM_BRIDGE_CLIENT_TIMEOUT_S) before a thread serves it, so slow clients hold no thread.
+worker_class = "scim_bridge.api.gunicorn_worker.BufferedRequestWorker"
 # The api is CPU-bound (JSON, schema validation, filters) and stateless: processes give CPU
 # parallelism that threads cannot under the GIL.
 workers = _env_int("SCIM_BRIDGE_API_WORKERS", 2 * _cores())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,14 +135,14 @@ class Gunicorn:
         self.log = log
 
 
-@pytest.fixture(scope="session")
-def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    """The api under gunicorn (``scim-bridge serve``), against the test Redis."""
+def start_gunicorn(
+    settings: Settings, log: Path, *, workers: int = 2, threads: int = 8, **env: str
+) -> Gunicorn:
+    """``scim-bridge serve`` against the test Redis; ``env`` adds SCIM_BRIDGE_* variables."""
     port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     process = subprocess.Popen(
-        serve_command(port, workers=2, threads=8),
-        env=serve_env(settings),
+        serve_command(port, workers=workers, threads=threads),
+        env=serve_env(settings, **env),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=Path(__file__).parent.parent,
@@ -162,6 +162,32 @@ def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     except AssertionError:
         process.kill()
         raise AssertionError(log.read_text()) from None
-    yield Gunicorn(base, process, log)
-    process.send_signal(signal.SIGTERM)
-    process.wait(15)
+    return Gunicorn(base, process, log)
+
+
+def stop_gunicorn(server: Gunicorn) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(15)
+
+
+@pytest.fixture
+def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start a gunicorn of the test's own (``start_gunicorn``'s arguments); stopped after it."""
+    started: list[Gunicorn] = []
+
+    def start(**options: Any) -> Gunicorn:
+        server = start_gunicorn(settings, tmp_path / f"gunicorn-{len(started)}.log", **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        stop_gunicorn(server)
+
+
+@pytest.fixture(scope="session")
+def gunicorn(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    """The api under gunicorn (``scim-bridge serve``), against the test Redis."""
+    server = start_gunicorn(settings, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
+    yield server
+    stop_gunicorn(server)

@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
     """The oldest TLS version the api accepts."""
 
+    # Clients of the api (api/gunicorn_worker.py) ---------------------------------------------
+    client_timeout_s: float = Field(10.0, gt=0)
+    """Time a client has to send a whole request (headers and body): from connecting, or from
+    its previous answer on a kept-alive connection. Slower clients get 408 and are closed."""
+    max_connections: int = Field(250, ge=2)
+    """Open client connections per api process; more wait in the listen backlog."""
+
     # Work per request (api/limits.py) -------------------------------------------------------
     max_patch_operations: int = Field(1000, ge=1)
     """Operations in one PATCH. Okta sends one ``remove`` per member leaving a group."""
@@ -318,6 +325,12 @@ class Settings(BaseSettings):
             problems.append(
                 f"request_deadline_s ({self.api_deadline_s:g}) must leave half the budget "
                 f"free: lower SCIM_BRIDGE_REQUEST_DEADLINE_S below {self.timeout_budget_s / 2:g}"
+            )
+        if self.client_timeout_s + self.api_deadline_s >= self.timeout_budget_s:
+            problems.append(
+                f"client_timeout_s ({self.client_timeout_s:g}) plus request_deadline_s "
+                f"({self.api_deadline_s:g}) must stay below the budget "
+                f"({self.timeout_budget_s:g}): lower SCIM_BRIDGE_CLIENT_TIMEOUT_S"
             )
         if self.legacy_deadline_s > self.timeout_budget_s:
             problems.append(
