@@ -35,6 +35,7 @@ from scim_bridge.api.deadline import check_before_storing, remaining
 from scim_bridge.api.dialects import SCIM_1
 from scim_bridge.api.errors import ScimError, from_validation
 from scim_bridge.api.limits import RequestLimits
+from scim_bridge.api.members import apply_member_operations
 from scim_bridge.api.redact import Redactor
 from scim_bridge.api.schemas import ScimSchemas, canonical
 from scim_bridge.store import (
@@ -190,9 +191,17 @@ class WriteService:
             raise from_validation(exc, "invalid PATCH request") from None
 
         def change(snap: Snapshot) -> NextState | None:
-            current = self.schemas.model(kind).model_validate(snap.desired)
+            model, desired = self.schemas.model(kind), snap.desired or {}
+            members = None
+            if kind is Kind.GROUP:
+                listed = desired.get("members") or ()
+                members = apply_member_operations(listed, body.get("Operations"))
             try:
-                operations.patch(current)
+                if members is not None:  # Okta's membership changes, at any group size
+                    current = model.model_validate(desired | {"members": members})
+                else:
+                    current = model.model_validate(desired)
+                    operations.patch(current)
             except ValidationError as exc:
                 raise from_validation(exc, "PATCH leaves an invalid resource") from None
             except SCIMException as exc:
