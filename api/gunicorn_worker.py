@@ -43,6 +43,8 @@ class _Arriving:
     deadline: float
     handshaken: bool
     data: bytearray = field(default_factory=bytearray)
+    continued: bool = False
+    """``100 Continue`` was sent (the client waits for it before sending its body)."""
 
 
 def request_complete(data: bytes | bytearray, max_body_bytes: int) -> bool:
@@ -54,9 +56,7 @@ def request_complete(data: bytes | bytearray, max_body_bytes: int) -> bool:
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return len(data) > _HEAD_LIMIT
-    head = bytes(data[:end]).lower().split(b"\r\n")[1:]
-    fields = [line.partition(b":") for line in head]
-    values = {name.strip(): value.strip() for name, _, value in fields}
+    values = _fields(data, end)
     body = memoryview(data)[end + 4 :]
     if b"chunked" in values.get(b"transfer-encoding", b""):
         return _chunks_complete(bytes(body), max_body_bytes)
@@ -68,6 +68,20 @@ def request_complete(data: bytes | bytearray, max_body_bytes: int) -> bool:
     except ValueError:
         return True
     return len(body) >= expected or expected > max_body_bytes
+
+
+def _fields(data: bytes | bytearray, end: int) -> dict[bytes, bytes]:
+    """The header fields of a request head ending at ``end``, names and values lower-cased."""
+    lines = bytes(data[:end]).lower().split(b"\r\n")[1:]
+    return {name.strip(): value.strip() for name, _, value in (x.partition(b":") for x in lines)}
+
+
+def expects_continue(data: bytes | bytearray) -> bool:
+    """Whether a complete HTTP/1.1 request head asks for ``100 Continue`` before its body."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or not data[: data.find(b"\r\n")].endswith(b"HTTP/1.1"):
+        return False
+    return _fields(data, end).get(b"expect") == b"100-continue"
 
 
 def _chunks_complete(body: bytes, max_body_bytes: int) -> bool:
@@ -169,6 +183,14 @@ class BufferedRequestWorker(ThreadWorker):  # type: ignore[misc]
         if limit_reached or request_complete(arriving.data, self.max_body_bytes):
             self.poller.unregister(conn.sock)
             self._arrived(conn)
+        elif not arriving.continued and expects_continue(arriving.data):
+            # The client sends its body only once told to (gunicorn's own "100 Continue",
+            # sent when the request is served, is one more interim answer, which clients skip).
+            arriving.continued = True
+            try:
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except OSError:
+                self._close(conn)
 
     def _close(self, conn: Any, answer: bytes = b"") -> None:
         arriving = self.arriving.pop(conn)

@@ -162,3 +162,23 @@ def test_the_client_timeout_and_the_request_deadline_stay_inside_the_budget(sett
     key = settings.password_key.get_secret_value()
     with pytest.raises(SettingsError, match="SCIM_BRIDGE_CLIENT_TIMEOUT_S"):
         make_settings(settings.redis_url, key, client_timeout_s=20, request_deadline_s=10)
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_its_body(serve, legacy):
+    server = serve(workers=1, threads=2, SCIM_BRIDGE_CLIENT_TIMEOUT_S=str(CLIENT_TIMEOUT_S))
+    url = urlsplit(server.base_url)
+    body = httpx.Request("POST", "/", json=user_body("expect@example.com")).content
+    head = (
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+        f"Authorization: {TOKEN}\r\nContent-Type: application/scim+json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        answer = b""
+        while b"HTTP/1.1 201" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
