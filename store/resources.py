@@ -231,7 +231,7 @@ class ResourceStore(Area):
         """
         script = self.scripts["write"]
         keys = [self.keys.sequence, self.keys.dirty, self.keys.pending]
-        args = [
+        args: list[str | int] = [
             json.dumps([self._write_args(w) for w in writes]),
             repr(time.time()),
             max_backlog,

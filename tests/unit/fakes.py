@@ -27,6 +27,7 @@ from scim_bridge.store.keys import APPLIED_IS_DESIRED, Field, Keys, Kind, parse_
 from scim_bridge.store.model import (
     DEFAULT_LOOKUPS,
     UNIQUE_ATTRIBUTES,
+    BacklogFull,
     ChangeOutcome,
     dumps,
     lookup_values,
