@@ -80,8 +80,11 @@ def dev(port: int, data_dir: Path, host: str = LOOPBACK) -> None:
     env.setdefault("SCIM_BRIDGE_SQL_URL", f"sqlite:///{Path('scim-bridge-legacy.db').resolve()}")
     env["SCIM_BRIDGE_WORKER_METRICS_HOST"] = host
     os.environ.update(env)
-    # systemd, docker and timeout stop with SIGTERM: stop the children as Ctrl-C would.
+    # systemd, docker and timeout stop with SIGTERM: stop the children as Ctrl-C would. SIGINT
+    # too, even where it was inherited ignored (a shell starts background jobs that way, and
+    # Python then keeps it ignored): `kill -INT` must stop dev like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # Validate once, here, before anything else starts: a worker that cannot load its adapter
     # would leave the api answering 503 forever.
     settings = settings_or_exit()

@@ -185,7 +185,7 @@ def test_an_unknown_adapter_stops_dev_worker_and_serve_with_the_installed_names(
         output = log.read_text()
         assert code == 2, (command, output)
         assert "no adapter named 'acme-typo' is installed" in output, output
-        assert "available adapters: memory, sql" in output, output
+        assert "available adapters: ldap, memory, sql" in output, output
 
 
 def _listening(root: int) -> dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address]:

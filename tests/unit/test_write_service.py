@@ -16,6 +16,7 @@ from scim2_models import NotFoundException, PreconditionFailedException, Uniquen
 from scim_bridge.adapters.memory import MemoryAdapter
 from scim_bridge.api.capacity import BacklogEstimate
 from scim_bridge.api.errors import ScimError
+from scim_bridge.api.limits import RequestLimits
 from scim_bridge.api.schemas import build_schemas
 from scim_bridge.api.writes import WriteService
 from scim_bridge.store import Kind, SyncState
@@ -46,6 +47,7 @@ class World:
             vault=self.vault,
             confirm_wait_s=1.0,
             backlog=BacklogEstimate(self.store),
+            limits=RequestLimits.of(settings),
             **options,
         )
 
