@@ -97,3 +97,28 @@ def test_a_rotated_bind_password_file_is_read_at_the_next_bind(slapd, tmp_path):
         assert adapter.list_users(cursor=None, limit=1, deadline=budget()).records == []
     finally:
         adapter.close()
+
+
+def test_a_directory_that_is_down_opens_the_breaker_and_a_probe_closes_it(adapter, slapd, store):
+    """The ldap adapter's "cannot reach the directory" is transient, so behind the workers' guard
+    a stopped directory opens the circuit breaker (later calls fail fast, the directory is not
+    asked), and the first call after ``open_s`` that reaches the restarted directory closes it."""
+    from scim_bridge.workers.guard import CircuitOpen, GuardedAdapter, LegacyGuard
+
+    store.clear_data()
+    guard = LegacyGuard(store, max_concurrency=2, failure_threshold=3, open_s=0.5)
+    guarded = GuardedAdapter(adapter, guard)
+    ada = guarded.create_user("id-ada", user_document("ada"), password=None, deadline=budget())
+    slapd.stop()
+    for _ in range(3):
+        with pytest.raises(TransientError):
+            guarded.get_user(ada, deadline=budget())
+    assert guard.breaker().state == "open"
+    started = time.monotonic()
+    with pytest.raises(CircuitOpen):
+        guarded.get_user(ada, deadline=budget())
+    assert time.monotonic() - started < 0.2  # refused without trying the directory
+    slapd.start()
+    time.sleep(0.6)
+    assert guarded.get_user(ada, deadline=budget()).document["userName"] == "ada"  # the probe
+    assert guard.breaker().state == "closed"
