@@ -4,8 +4,8 @@ user row) and the delta import over the mapped ``changed`` columns."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -173,9 +173,12 @@ class GroupOperations(UserOperations):
     def changes_since(self, token: str | None, *, limit: int, deadline: Deadline) -> Changes:
         """Rows whose mapped ``changed`` column is at or after the token, oldest first.
 
-        The token holds, per kind, the last change time seen and (while ``more``) the last key
-        at that time, so pages of rows stamped at one instant still make progress; the final
-        token keeps only the time, so rows stamped later at that same instant are seen again.
+        The token holds, per kind, the last change time seen and the last key at that time, so
+        pages of rows stamped at one instant make progress and a pass reads only what came
+        after. While that instant is recent (within :data:`SETTLE_S` of the database's clock) a
+        row could still be stamped with it, so the token keeps only the time and those rows are
+        read again; once it is older, the key is kept, and a table whose rows all carry one old
+        stamp (a migration, a bulk update) costs a pass nothing but its changes.
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
@@ -189,12 +192,18 @@ class GroupOperations(UserOperations):
             found: dict[str, list[LegacyRecord]] = {"u": [], "g": []}
             new: dict[str, Any] = {}
             more = False
+            settled = _settled_before(connection)
             for kind, bound in kinds:
                 changed = bound.read_changed
                 assert changed is not None
                 if token is None:
                     latest = connection.scalar(select(func.max(changed)))
-                    new[kind] = [_encode(latest), None]
+                    last_key = None
+                    if latest is not None and settled(latest):
+                        last_key = connection.scalar(
+                            select(func.max(bound.read_key)).where(changed == latest)
+                        )
+                    new[kind] = [_encode(latest), None if last_key is None else str(last_key)]
                     continue
                 at, after_key = positions.get(kind, [None, None])
                 query = select(*bound.selected, changed.label("_changed_at"))
@@ -221,9 +230,11 @@ class GroupOperations(UserOperations):
                     more = True
                     new[kind] = [_encode(page[-1]._mapping["_changed_at"]), keys[-1]]
                 elif page:
-                    new[kind] = [_encode(page[-1]._mapping["_changed_at"]), None]
+                    last_at = page[-1]._mapping["_changed_at"]
+                    new[kind] = [_encode(last_at), keys[-1] if settled(last_at) else None]
                 else:
-                    new[kind] = [at, None]
+                    kept = at is not None and after_key is not None and settled(_decode(at))
+                    new[kind] = [at, after_key if kept else None]
             return Changes(found["u"], found["g"], json.dumps(new, sort_keys=True), more)
 
     # Helpers ----------------------------------------------------------------------------------
@@ -301,6 +312,54 @@ class GroupOperations(UserOperations):
 def _chunks(values: list[Any]) -> Any:
     for start in range(0, len(values), _IN_CHUNK):
         yield values[start : start + _IN_CHUNK]
+
+
+SETTLE_S = 60.0
+"""How long after an instant no row can still be stamped with it: clocks of the application's
+servers may lag the database's, and a transaction may commit a while after it took its stamp."""
+
+
+def _settled_before(connection: Connection) -> Callable[[Any], bool]:
+    """Whether a ``changed`` value is older than :data:`SETTLE_S` by the database's own clock.
+
+    An aware value is compared with ``CURRENT_TIMESTAMP``; a naive one with the database's
+    naive clock (``LOCALTIMESTAMP`` where ``CURRENT_TIMESTAMP`` is aware, as in PostgreSQL;
+    SQLite's and MySQL's are naive already), so a column without a time zone is read in the
+    database's. Values that are not times (a version counter) are never taken as settled: the
+    token then keeps only the value, as a position at a recent instant does.
+    """
+    clocks: dict[bool, datetime | None] = {}
+    current = _as_time(connection.scalar(select(func.current_timestamp())))
+    if current is not None:
+        clocks[current.tzinfo is not None] = current
+
+    def clock(aware: bool) -> datetime | None:
+        if aware not in clocks:
+            if aware:  # a naive database clock: read as UTC, as SQLite's is
+                naive = clocks.get(False)
+                clocks[True] = naive.replace(tzinfo=UTC) if naive is not None else None
+            else:
+                clocks[False] = _as_time(connection.scalar(select(func.localtimestamp())))
+        return clocks[aware]
+
+    def settled(value: Any) -> bool:
+        stamp = _as_time(value)
+        if stamp is None:
+            return False
+        now = clock(stamp.tzinfo is not None)
+        return now is not None and (now - stamp).total_seconds() > SETTLE_S
+
+    return settled
+
+
+def _as_time(value: Any) -> datetime | None:
+    """A timestamp from the database as a datetime, or None for what is not a time."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, datetime) else None
 
 
 def _encode(value: Any) -> Any:

@@ -3,6 +3,7 @@ capabilities, links without an id column, delta import, ``mapping check`` and ``
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,6 +215,33 @@ def test_changes_since_reports_what_changed_after_the_token(url: str, tmp_path: 
         assert keys[2] in [r.key for r in later.users]
         changed = next(r for r in later.users if r.key == keys[2])
         assert changed.document[DEPT]["departmentName"] == "Looms"
+        adapter.close()
+
+
+def test_a_delta_over_rows_that_share_one_old_stamp_reads_only_what_changed(
+    tmp_path: Path,
+) -> None:
+    """A table the application filled in bulk (every row stamped at one instant, long ago):
+    the token keeps the last key at that settled instant, so a delta pass reads the changed rows
+    alone instead of every row at the stamp, pass after pass."""
+    from tests.legacy_rows import prefill, touch
+
+    database = tmp_path / "legacy.db"
+    prefill(database, 300)
+    adapter = SqlAdapter.from_options({"url": f"sqlite:///{database}"})
+    try:
+        start = adapter.changes_since(None, limit=1000, deadline=budget())
+        assert json.loads(start.token)["u"][1] is not None  # the old instant is settled
+        nothing = adapter.changes_since(start.token, limit=1000, deadline=budget())
+        assert list(nothing.users) == []
+        touch(database, [7, 70, 170], "changed in the application")
+        changes = adapter.changes_since(nothing.token, limit=1000, deadline=budget())
+        assert sorted(r.key for r in changes.users) == ["170", "7", "70"]
+        # Those were stamped just now: that instant is not settled, so the token keeps only the
+        # time and the next pass reads again what carries it (a row stamped at that instant
+        # after this pass is not missed).
+        assert json.loads(changes.token)["u"][1] is None
+    finally:
         adapter.close()
 
 
