@@ -82,6 +82,7 @@ def run_sync(args: argparse.Namespace, runtime: Any) -> int:
     """The ``sync`` command; its exit status is 1 when the pass failed or held removals."""
     from scim_bridge.store import Status
     from scim_bridge.workers.celery_app import create_celery
+    from scim_bridge.workers.priority import lower_own_session
     from scim_bridge.workers.sync_tasks import build_importer
     from scim_bridge.workers.tasks import RECONCILE
 
@@ -107,6 +108,7 @@ def run_sync(args: argparse.Namespace, runtime: Any) -> int:
     # stay fast while it runs (bench/RESULTS-import.md measures both).
     with contextlib.suppress(OSError):
         os.nice(SYNC_NICENESS)
+    lower_own_session(SYNC_NICENESS)
     interactive = sys.stderr.isatty() and not args.json
     progress = _progress_printer(sys.stderr) if interactive else None
     while True:
