@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from scim_bridge.adapters.port import Capabilities, Capability
 
 __all__ = [
     "PASSWORD_SCHEMES",
@@ -43,10 +45,19 @@ __all__ = [
     "MappingError",
     "MappingProblems",
     "PasswordScheme",
+    "capabilities_for",
+    "check_outcome",
+    "mapped_paths",
+    "mapped_twice",
+    "name_map",
     "parse_path",
     "read_toml",
+    "required_table",
+    "toml_name",
+    "toml_pair",
     "toml_string",
     "toml_table",
+    "unique_name",
     "unknown_keys",
 ]
 
@@ -108,6 +119,146 @@ def toml_string(table: Mapping[str, Any], where: str, name: str, problems: list[
         problems.append(f"{where}.{name}: expected a string, found {type(value).__name__}")
         return None
     return value
+
+
+def toml_name(
+    table: Mapping[str, Any],
+    where: str,
+    name: str,
+    problems: list[str],
+    *,
+    pattern: re.Pattern[str],
+    what: str,
+    required: bool = False,
+) -> str | None:
+    """The string at ``table[name]`` when it matches ``pattern`` (a column name, an LDAP
+    attribute name); otherwise ``None`` and a problem saying it is not ``what``."""
+    value = toml_string(table, where, name, problems)
+    if value is None:
+        if required:
+            problems.append(f"{where}.{name}: required")
+        return None
+    if not pattern.match(value):
+        problems.append(f"{where}.{name}: {value!r} is not {what}")
+        return None
+    return value
+
+
+def required_table(raw: Any, kind: str, problems: list[str]) -> dict[str, Any] | None:
+    """The ``[users]`` or ``[groups]`` table, or ``None`` and a problem when it is missing."""
+    if raw is None:
+        problems.append(f"{kind}: the [{kind}] table is required")
+        return None
+    return toml_table(raw, kind, problems)
+
+
+def mapped_paths(
+    raw: Any, where: str, problems: list[str]
+) -> Iterator[tuple[str, AttributePath, Any]]:
+    """Each entry of a ``[*.columns]`` or ``[*.attributes]`` table: its TOML key (for messages,
+    ``users.columns."name.givenName"``), its SCIM path and what it is stored in. An entry whose
+    path does not parse is a problem and is left out."""
+    for path_text, target in toml_table(raw if raw is not None else {}, where, problems).items():
+        key = f'{where}."{path_text}"' if not path_text.isidentifier() else f"{where}.{path_text}"
+        try:
+            path = parse_path(path_text, key=key)
+        except MappingError as exc:
+            problems.append(str(exc))
+            continue
+        yield key, path, target
+
+
+def mapped_twice(targets: Iterable[tuple[str, str]], what: str, problems: list[str]) -> None:
+    """A problem for every ``(key, target)`` whose target (a column, an LDAP attribute; names
+    compared without case) an earlier key maps already."""
+    seen: set[str] = set()
+    for key, target in targets:
+        if target.lower() in seen:
+            problems.append(f"{key}: {what} {target} is mapped twice")
+        seen.add(target.lower())
+
+
+def toml_pair(
+    entry: Mapping[str, Any], where: str, problems: list[str], *, text: bool = False
+) -> ActiveMapping | None:
+    """The ``true``/``false`` stored values of ``entry`` (as strings when ``text``), or ``None``
+    and a problem."""
+    if "true" not in entry or "false" not in entry:
+        problems.append(f"{where}: give both true and false (the stored values)")
+        return None
+    true, false = (
+        (str(entry["true"]), str(entry["false"])) if text else (entry["true"], entry["false"])
+    )
+    try:
+        return ActiveMapping(true, false)
+    except MappingError as exc:
+        problems.append(f"{where}: {exc.message}")
+        return None
+
+
+class _Mapped(Protocol):
+    @property
+    def path(self) -> AttributePath: ...
+
+
+_M = TypeVar("_M", bound=_Mapped)
+
+
+def unique_name(kind: str) -> str:
+    """The SCIM attribute that names a resource uniquely: ``userName`` or ``displayName``."""
+    return "userName" if kind == "users" else "displayName"
+
+
+def name_map(kind: str, maps: Iterable[_M]) -> _M | None:
+    """The entry of ``maps`` that stores :func:`unique_name` (``None`` when none does)."""
+    wanted = unique_name(kind).lower()
+    return next((m for m in maps if m.path.text.lower() == wanted), None)
+
+
+def capabilities_for(
+    *, deactivation: bool, deactivation_deletes: bool, password: bool, group_push: bool
+) -> Capabilities:
+    """The Okta provisioning functions of a mapping-driven adapter: pushing and importing users
+    always; deactivation (and with it reactivation and pending users) when ``active`` is stored,
+    or deactivation alone when it is carried out as a delete; password and group push when the
+    mapping stores them."""
+    functions = {
+        Capability.PUSH_NEW_USERS,
+        Capability.PUSH_PROFILE_UPDATES,
+        Capability.IMPORT_NEW_USERS,
+        Capability.IMPORT_PROFILE_UPDATES,
+    }
+    if deactivation:
+        functions |= {
+            Capability.PUSH_USER_DEACTIVATION,
+            Capability.REACTIVATE_USERS,
+            Capability.PUSH_PENDING_USERS,
+        }
+    elif deactivation_deletes:
+        functions.add(Capability.PUSH_USER_DEACTIVATION)  # carried out as a delete
+    if password:
+        functions.add(Capability.PUSH_PASSWORD_UPDATES)
+    if group_push:
+        functions.add(Capability.GROUP_PUSH)
+    return Capabilities(functions=frozenset(functions))
+
+
+def check_outcome(
+    source: str,
+    problems: list[str],
+    capabilities: Capabilities,
+    users: str,
+    groups: str | None,
+) -> tuple[list[str], str]:
+    """The problems of a mapping check and its summary line: the problems found, or where users
+    (and groups) are stored and the capabilities."""
+    if problems:
+        return problems, f"{source}: {len(problems)} problem(s); fix them before starting"
+    functions = ", ".join(sorted(capabilities.functions))
+    where = f"users -> {users}"
+    if groups is not None:
+        where += f", groups -> {groups}"
+    return [], f"{source}: ok ({where}); capabilities: {functions}"
 
 
 _NAME = r"[A-Za-z][A-Za-z0-9_$-]*"

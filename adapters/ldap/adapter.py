@@ -24,6 +24,7 @@ from typing import Any, Self
 from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, Connection
 from ldap3.core.exceptions import LDAPException
 
+from scim_bridge.adapters.delta import parse_token
 from scim_bridge.adapters.errors import ConflictError, PermanentError, TransientError
 from scim_bridge.adapters.ldap.check import check_directory
 from scim_bridge.adapters.ldap.connection import (
@@ -38,10 +39,9 @@ from scim_bridge.adapters.ldap.connection import (
 )
 from scim_bridge.adapters.ldap.entries import Entries, normal_dn, unescape_value
 from scim_bridge.adapters.ldap.model import LdapMapping, load_mapping
-from scim_bridge.adapters.mapping import MappingProblems
+from scim_bridge.adapters.mapping import MappingProblems, capabilities_for
 from scim_bridge.adapters.port import (
     Capabilities,
-    Capability,
     Changes,
     Deadline,
     LegacyAdapter,
@@ -60,23 +60,12 @@ FIRST_NUMBER = 10000  # the first uidNumber/gidNumber the adapter gives (above s
 def capabilities_of(mapping: LdapMapping) -> Capabilities:
     """The Okta provisioning functions a mapping supports (``/ServiceProviderConfigs``)."""
     users = mapping.users
-    functions = {
-        Capability.PUSH_NEW_USERS,
-        Capability.PUSH_PROFILE_UPDATES,
-        Capability.IMPORT_NEW_USERS,
-        Capability.IMPORT_PROFILE_UPDATES,
-    }
-    if users.active_attribute is not None:
-        functions |= {
-            Capability.PUSH_USER_DEACTIVATION,
-            Capability.REACTIVATE_USERS,
-            Capability.PUSH_PENDING_USERS,
-        }
-    if users.password_attribute is not None:
-        functions.add(Capability.PUSH_PASSWORD_UPDATES)
-    if mapping.groups is not None and mapping.groups.member_attribute is not None:
-        functions.add(Capability.GROUP_PUSH)
-    return Capabilities(functions=frozenset(functions))
+    return capabilities_for(
+        deactivation=users.active_attribute is not None,
+        deactivation_deletes=False,
+        password=users.password_attribute is not None,
+        group_push=mapping.groups is not None and mapping.groups.member_attribute is not None,
+    )
 
 
 @dataclass
@@ -346,7 +335,7 @@ class LdapAdapter(LegacyAdapter):
         if changed is None:
             raise PermanentError("users.changed: the LDAP mapping names no change attribute")
         kinds = [("u", self.users)] + ([("g", self._groups)] if self._groups else [])
-        positions = _parse_token(token)
+        positions = parse_token(token)
 
         def call(session: Session) -> Changes:
             found: dict[str, list[LegacyRecord]] = {"u": [], "g": []}
@@ -904,15 +893,3 @@ def _second(stamp: Any) -> str:
 def _digest(record: LegacyRecord) -> str:
     encoded = json.dumps(record.document, sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
-
-
-def _parse_token(token: str | None) -> dict[str, Any]:
-    if token is None:
-        return {}
-    try:
-        parsed = json.loads(token)
-    except ValueError:
-        raise PermanentError(f"invalid delta token {token!r}") from None
-    if not isinstance(parsed, dict):
-        raise PermanentError(f"invalid delta token {token!r}")
-    return parsed

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scim_bridge.adapters.mapping import MappingProblems
+from scim_bridge.adapters.mapping import MappingProblems, check_outcome
 from scim_bridge.adapters.port import Deadline
 
 CHECK_BUDGET_S = 15.0
@@ -37,15 +37,14 @@ def check(mapping: str | Path | None) -> tuple[list[str], str]:
         problems = adapter.check(Deadline.after(CHECK_BUDGET_S))
     finally:
         adapter.close()
-    source = adapter.mapping.source
-    if problems:
-        return problems, f"{source}: {len(problems)} problem(s); fix them before starting"
-    functions = ", ".join(sorted(adapter.capabilities.functions))
     groups = adapter.mapping.groups
-    bases = f"users -> {adapter.mapping.users.base}"
-    if groups is not None:
-        bases += f", groups -> {groups.base}"
-    return [], f"{source}: ok ({bases}); capabilities: {functions}"
+    return check_outcome(
+        adapter.mapping.source,
+        problems,
+        adapter.capabilities,
+        adapter.mapping.users.base,
+        None if groups is None else groups.base,
+    )
 
 
 def refuse_broken_mapping(settings: Any, report: Any = None) -> None:

@@ -19,12 +19,17 @@ from urllib.parse import urlsplit
 from scim_bridge.adapters.mapping import (
     ActiveMapping,
     AttributePath,
-    MappingError,
     MappingProblems,
-    parse_path,
+    mapped_paths,
+    mapped_twice,
+    name_map,
     read_toml,
+    required_table,
+    toml_name,
+    toml_pair,
     toml_string,
     toml_table,
+    unique_name,
     unknown_keys,
 )
 
@@ -93,8 +98,9 @@ class EntryMapping:
     @property
     def name_map(self) -> AttributeMap:
         """The unique name: ``userName`` for users, ``displayName`` for groups."""
-        wanted = "username" if self.kind == "users" else "displayname"
-        return next(a for a in self.attributes if a.path.text.lower() == wanted)
+        found = name_map(self.kind, self.attributes)
+        assert found is not None  # parse_mapping requires it
+        return found
 
     @property
     def rdn_map(self) -> AttributeMap:
@@ -188,10 +194,9 @@ def _directory(raw: Any, problems: list[str]) -> DirectoryMapping | None:
 
 
 def _entries(raw: Any, kind: str, problems: list[str]) -> EntryMapping | None:
-    if raw is None:
-        problems.append(f"{kind}: the [{kind}] table is required")
+    table = required_table(raw, kind, problems)
+    if table is None:
         return None
-    table = toml_table(raw, kind, problems)
     allowed = {"base", "object_classes", "rdn", "attributes"}
     if kind == "users":
         allowed |= {"filter", "changed", "active", "password"}
@@ -211,9 +216,10 @@ def _entries(raw: Any, kind: str, problems: list[str]) -> EntryMapping | None:
         classes = []
     rdn = _attribute(table, kind, "rdn", problems, required=True)
     attributes = _attributes(table.get("attributes"), f"{kind}.attributes", problems)
-    wanted = "userName" if kind == "users" else "displayName"
-    if not any(a.path.text.lower() == wanted.lower() for a in attributes):
-        problems.append(f"{kind}.attributes: map {wanted} to the attribute that holds it")
+    if name_map(kind, attributes) is None:
+        problems.append(
+            f"{kind}.attributes: map {unique_name(kind)} to the attribute that holds it"
+        )
     if rdn is not None and not any(a.attribute.lower() == rdn.lower() for a in attributes):
         problems.append(
             f"{kind}.rdn: {rdn} is not mapped in [{kind}.attributes]; new entries are named by"
@@ -265,13 +271,7 @@ def _user_parts(
             changes["active_attribute"] = attribute
         else:
             changes["active_attribute"] = _attribute(active, where, "attribute", problems, True)
-            if "true" not in active or "false" not in active:
-                problems.append(f"{where}: give both true and false (the stored values)")
-            else:
-                try:
-                    changes["active"] = ActiveMapping(str(active["true"]), str(active["false"]))
-                except MappingError as exc:
-                    problems.append(f"{where}: {exc.message}")
+            changes["active"] = toml_pair(active, where, problems, text=True)
     if "password" in table:
         where = "users.password"
         password = toml_table(table["password"], where, problems)
@@ -292,36 +292,24 @@ def _user_parts(
 
 def _attributes(raw: Any, where: str, problems: list[str]) -> tuple[AttributeMap, ...]:
     attributes: list[AttributeMap] = []
-    for path_text, target in toml_table(raw if raw is not None else {}, where, problems).items():
-        key = f'{where}."{path_text}"' if not path_text.isidentifier() else f"{where}.{path_text}"
-        try:
-            path = parse_path(path_text, key=key)
-        except MappingError as exc:
-            problems.append(str(exc))
-            continue
+    for key, path, target in mapped_paths(raw, where, problems):
         if not isinstance(target, str) or not _ATTRIBUTE.match(target):
             problems.append(f"{key}: {target!r} is not an LDAP attribute name")
             continue
         attributes.append(AttributeMap(key, path, target))
-    seen: set[str] = set()
-    for attribute_map in attributes:
-        if attribute_map.attribute.lower() in seen:
-            problems.append(
-                f"{attribute_map.key}: attribute {attribute_map.attribute} is mapped twice"
-            )
-        seen.add(attribute_map.attribute.lower())
+    mapped_twice(((a.key, a.attribute) for a in attributes), "attribute", problems)
     return tuple(attributes)
 
 
 def _attribute(
     table: Mapping[str, Any], where: str, name: str, problems: list[str], required: bool = False
 ) -> str | None:
-    value = toml_string(table, where, name, problems)
-    if value is None:
-        if required:
-            problems.append(f"{where}.{name}: required")
-        return None
-    if not _ATTRIBUTE.match(value):
-        problems.append(f"{where}.{name}: {value!r} is not an LDAP attribute name")
-        return None
-    return value
+    return toml_name(
+        table,
+        where,
+        name,
+        problems,
+        pattern=_ATTRIBUTE,
+        what="an LDAP attribute name",
+        required=required,
+    )

@@ -22,10 +22,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from scim_bridge.adapters.errors import PermanentError
-from scim_bridge.adapters.mapping import MappingProblems
+from scim_bridge.adapters.mapping import MappingProblems, capabilities_for
 from scim_bridge.adapters.port import (
     Capabilities,
-    Capability,
     Deadline,
     LegacyAdapter,
     LegacyRecord,
@@ -53,25 +52,12 @@ from scim_bridge.adapters.sql.resources import Bound
 def capabilities_of(mapping: SqlMapping) -> Capabilities:
     """The Okta provisioning functions a mapping supports (``/ServiceProviderConfigs``)."""
     users = mapping.users
-    functions = {
-        Capability.PUSH_NEW_USERS,
-        Capability.PUSH_PROFILE_UPDATES,
-        Capability.IMPORT_NEW_USERS,
-        Capability.IMPORT_PROFILE_UPDATES,
-    }
-    if users.active is not None:
-        functions |= {
-            Capability.PUSH_USER_DEACTIVATION,
-            Capability.REACTIVATE_USERS,
-            Capability.PUSH_PENDING_USERS,
-        }
-    elif users.deprovision == "delete":
-        functions.add(Capability.PUSH_USER_DEACTIVATION)  # carried out as a delete
-    if users.password_column is not None or "password" in users.sql:
-        functions.add(Capability.PUSH_PASSWORD_UPDATES)
-    if mapping.groups is not None and mapping.groups.members is not None:
-        functions.add(Capability.GROUP_PUSH)
-    return Capabilities(functions=frozenset(functions))
+    return capabilities_for(
+        deactivation=users.active is not None,
+        deactivation_deletes=users.deprovision == "delete",
+        password=users.password_column is not None or "password" in users.sql,
+        group_push=mapping.groups is not None and mapping.groups.members is not None,
+    )
 
 
 class SqlBase(LegacyAdapter):

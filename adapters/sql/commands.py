@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from scim_bridge.adapters.mapping import MappingProblems
+from scim_bridge.adapters.mapping import MappingProblems, check_outcome
 
 HELP = (
     "check the sql or ldap adapter's mapping against the database or directory, or write a"
@@ -87,15 +87,14 @@ def check(url: str, mapping: str | Path | None) -> tuple[list[str], str]:
         return [f"url: cannot reach the database: {reason}"], "the mapping was not checked"
     finally:
         adapter.close()
-    source = adapter.mapping.source
-    if problems:
-        return problems, f"{source}: {len(problems)} problem(s); fix them before starting"
-    functions = ", ".join(sorted(adapter.capabilities.functions))
     groups = adapter.mapping.groups
-    tables = f"users -> {adapter.mapping.users.table}"
-    if groups is not None:
-        tables += f", groups -> {groups.table}"
-    return [], f"{source}: ok ({tables}); capabilities: {functions}"
+    return check_outcome(
+        adapter.mapping.source,
+        problems,
+        adapter.capabilities,
+        adapter.mapping.users.table,
+        None if groups is None else groups.table,
+    )
 
 
 def refuse_broken_mapping(settings: Any) -> None:

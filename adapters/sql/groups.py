@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from scim_bridge.adapters.delta import parse_token
 from scim_bridge.adapters.errors import PermanentError
 from scim_bridge.adapters.port import Changes, Deadline, LegacyRecord, Page, ScimDocument
 from scim_bridge.adapters.sql.resources import Bound
@@ -188,7 +189,7 @@ class GroupOperations(UserOperations):
                 kinds.append(("g", self._groups_bound))
             if self.users.read_changed is None:
                 raise PermanentError("users.changed: the SQL mapping names no change column")
-            positions = _parse_token(token)
+            positions = parse_token(token)
             found: dict[str, list[LegacyRecord]] = {"u": [], "g": []}
             new: dict[str, Any] = {}
             more = False
@@ -375,15 +376,3 @@ def _decode(value: Any) -> Any:
             datetime.fromisoformat(text) if "T" in text or ":" in text else date.fromisoformat(text)
         )
     return value
-
-
-def _parse_token(token: str | None) -> dict[str, Any]:
-    if token is None:
-        return {}
-    try:
-        parsed = json.loads(token)
-    except ValueError:
-        raise PermanentError(f"invalid delta token {token!r}") from None
-    if not isinstance(parsed, dict):
-        raise PermanentError(f"invalid delta token {token!r}")
-    return parsed

@@ -20,8 +20,14 @@ from scim_bridge.adapters.mapping import (
     MappingError,
     MappingProblems,
     PasswordScheme,
-    parse_path,
+    mapped_paths,
+    mapped_twice,
+    name_map,
     read_toml,
+    required_table,
+    toml_name,
+    toml_pair,
+    unique_name,
 )
 from scim_bridge.adapters.mapping import toml_string as _string
 from scim_bridge.adapters.mapping import toml_table as _table
@@ -84,8 +90,9 @@ class ResourceMapping:
     @property
     def name_map(self) -> ColumnMap:
         """The unique name column: ``userName`` for users, ``displayName`` for groups."""
-        wanted = "username" if self.kind == "users" else "displayname"
-        return next(c for c in self.columns if c.path.text.lower() == wanted)
+        found = name_map(self.kind, self.columns)
+        assert found is not None  # parse_mapping requires it
+        return found
 
 
 @dataclass(frozen=True)
@@ -120,10 +127,9 @@ def parse_mapping(document: Mapping[str, Any], *, source: str = "mapping") -> Sq
 
 
 def _resource(raw: Any, kind: str, problems: list[str]) -> ResourceMapping | None:
-    if raw is None:
-        problems.append(f"{kind}: the [{kind}] table is required")
+    table = required_table(raw, kind, problems)
+    if table is None:
         return None
-    table = _table(raw, kind, problems)
     allowed = {"table", "write_table", "key", "key_template", "id_column", "changed", "created"}
     allowed |= {"profile", "columns", "defaults", "sql"}
     allowed |= {"active", "password", "deprovision"} if kind == "users" else {"members"}
@@ -131,9 +137,10 @@ def _resource(raw: Any, kind: str, problems: list[str]) -> ResourceMapping | Non
     name = _identifier(table, kind, "table", problems, required=True)
     key = _identifier(table, kind, "key", problems, required=True)
     columns = _columns(table.get("columns"), f"{kind}.columns", problems)
-    wanted = "userName" if kind == "users" else "displayName"
-    if not any(c.path.text.lower() == wanted.lower() for c in columns):
-        problems.append(f"{kind}.columns: map {wanted} to the unique column that holds it")
+    if name_map(kind, columns) is None:
+        problems.append(
+            f"{kind}.columns: map {unique_name(kind)} to the unique column that holds it"
+        )
     operations = USER_OPERATIONS if kind == "users" else GROUP_OPERATIONS
     # Columns the insert fills besides the mapped ones are parameters of a custom create too.
     extra = {str(n) for n in (table.get("defaults") or {})}
@@ -173,7 +180,7 @@ def _user_parts(
         active = _table(table["active"], "users.active", problems)
         _unknown(active, "users.active", {"column", "true", "false"}, problems)
         changes["active_column"] = _identifier(active, "users.active", "column", problems, True)
-        pair = _pair(active, "users.active", problems)
+        pair = toml_pair(active, "users.active", problems)
         changes["active"] = pair
     if "password" in table:
         password = _table(table["password"], "users.password", problems)
@@ -210,13 +217,7 @@ def _members(raw: Any, problems: list[str]) -> Members | None:
 
 def _columns(raw: Any, where: str, problems: list[str]) -> tuple[ColumnMap, ...]:
     columns: list[ColumnMap] = []
-    for path_text, target in _table(raw if raw is not None else {}, where, problems).items():
-        key = f'{where}."{path_text}"' if not path_text.isidentifier() else f"{where}.{path_text}"
-        try:
-            path = parse_path(path_text, key=key)
-        except MappingError as exc:
-            problems.append(str(exc))
-            continue
+    for key, path, target in mapped_paths(raw, where, problems):
         if isinstance(target, str):
             if _IDENTIFIER.match(target):
                 columns.append(ColumnMap(key, path, target))
@@ -226,15 +227,11 @@ def _columns(raw: Any, where: str, problems: list[str]) -> tuple[ColumnMap, ...]
         entry = _table(target, key, problems)
         _unknown(entry, key, {"column", "true", "false", "format"}, problems)
         column = _identifier(entry, key, "column", problems, required=True)
-        boolean = _pair(entry, key, problems) if "true" in entry or "false" in entry else None
+        boolean = toml_pair(entry, key, problems) if "true" in entry or "false" in entry else None
         date_format = _string(entry, key, "format", problems)
         if column:
             columns.append(ColumnMap(key, path, column, boolean, date_format))
-    seen: set[str] = set()
-    for column_map in columns:
-        if column_map.column.lower() in seen:
-            problems.append(f"{column_map.key}: column {column_map.column} is mapped twice")
-        seen.add(column_map.column.lower())
+    mapped_twice(((c.key, c.column) for c in columns), "column", problems)
     return tuple(columns)
 
 
@@ -289,29 +286,18 @@ def _statements(
     return result
 
 
-def _pair(entry: Mapping[str, Any], where: str, problems: list[str]) -> ActiveMapping | None:
-    if "true" not in entry or "false" not in entry:
-        problems.append(f"{where}: give both true and false (the stored values)")
-        return None
-    try:
-        return ActiveMapping(entry["true"], entry["false"])
-    except MappingError as exc:
-        problems.append(f"{where}: {exc.message}")
-        return None
-
-
 def _identifier(
     table: Mapping[str, Any], where: str, name: str, problems: list[str], required: bool = False
 ) -> str | None:
-    value = _string(table, where, name, problems)
-    if value is None:
-        if required:
-            problems.append(f"{where}.{name}: required")
-        return None
-    if not _IDENTIFIER.match(value):
-        problems.append(f"{where}.{name}: {value!r} is not a table or column name")
-        return None
-    return value
+    return toml_name(
+        table,
+        where,
+        name,
+        problems,
+        pattern=_IDENTIFIER,
+        what="a table or column name",
+        required=required,
+    )
 
 
 def _replace(mapping: ResourceMapping, **changes: Any) -> ResourceMapping:
