@@ -79,6 +79,10 @@ class MappingProblems(ValueError):
         self.problems = problems
         super().__init__(f"{source}:\n" + "\n".join(f"  {p}" for p in problems))
 
+    def outcome(self) -> tuple[list[str], str]:
+        """The problems and the summary line of a mapping check that stopped here."""
+        return self.problems, f"{self.source}: {len(self.problems)} problem(s); nothing was run"
+
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The mapping file at ``path`` as TOML; raises :class:`MappingProblems` when unreadable."""
@@ -126,10 +130,10 @@ def toml_name(
     where: str,
     name: str,
     problems: list[str],
+    required: bool = False,
     *,
     pattern: re.Pattern[str],
     what: str,
-    required: bool = False,
 ) -> str | None:
     """The string at ``table[name]`` when it matches ``pattern`` (a column name, an LDAP
     attribute name); otherwise ``None`` and a problem saying it is not ``what``."""

@@ -210,12 +210,7 @@ class LdapAdapter(LegacyAdapter):
         self._run(deadline, "delete_user", call)
 
     def get_user(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
-        def call(session: Session) -> LegacyRecord | None:
-            entry = self._find(session, self.users, key)
-            return None if entry is None else self.users.record(entry)
-
-        result: LegacyRecord | None = self._run(deadline, "get_user", call)
-        return result
+        return self._get(self.users, key, deadline, "get_user")
 
     def find_user(self, resource_id: str, *, deadline: Deadline) -> str | None:
         deadline.check("find_user")
@@ -299,14 +294,7 @@ class LdapAdapter(LegacyAdapter):
         self._run(deadline, "delete_group", call)
 
     def get_group(self, key: str, *, deadline: Deadline) -> LegacyRecord | None:
-        def call(session: Session) -> LegacyRecord | None:
-            entry = self._find(session, self.groups, key)
-            if entry is None:
-                return None
-            return self._group_records(session, [entry])[0]
-
-        result: LegacyRecord | None = self._run(deadline, "get_group", call)
-        return result
+        return self._get(self.groups, key, deadline, "get_group")
 
     def find_group(self, resource_id: str, *, deadline: Deadline) -> str | None:
         deadline.check("find_group")
@@ -696,6 +684,16 @@ class LdapAdapter(LegacyAdapter):
             ):
                 found[users.key_of(entry)] = entry
         return found
+
+    def _get(
+        self, entries: Entries, key: str, deadline: Deadline, what: str
+    ) -> LegacyRecord | None:
+        def call(session: Session) -> LegacyRecord | None:
+            entry = self._find(session, entries, key)
+            return None if entry is None else self._records(session, entries, [entry])[0]
+
+        result: LegacyRecord | None = self._run(deadline, what, call)
+        return result
 
     def _records(
         self, session: Session, entries: Entries, found: list[Entry]

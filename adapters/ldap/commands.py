@@ -32,7 +32,7 @@ def check(mapping: str | Path | None) -> tuple[list[str], str]:
     try:
         adapter = LdapAdapter.from_options({"mapping": str(mapping)})
     except MappingProblems as exc:
-        return exc.problems, f"{exc.source}: {len(exc.problems)} problem(s); nothing was run"
+        return exc.outcome()
     try:
         problems = adapter.check(Deadline.after(CHECK_BUDGET_S))
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -301,15 +302,4 @@ def _attributes(raw: Any, where: str, problems: list[str]) -> tuple[AttributeMap
     return tuple(attributes)
 
 
-def _attribute(
-    table: Mapping[str, Any], where: str, name: str, problems: list[str], required: bool = False
-) -> str | None:
-    return toml_name(
-        table,
-        where,
-        name,
-        problems,
-        pattern=_ATTRIBUTE,
-        what="an LDAP attribute name",
-        required=required,
-    )
+_attribute = partial(toml_name, pattern=_ATTRIBUTE, what="an LDAP attribute name")

@@ -79,7 +79,7 @@ def check(url: str, mapping: str | Path | None) -> tuple[list[str], str]:
     try:
         adapter = SqlAdapter.from_options(options)
     except MappingProblems as exc:
-        return exc.problems, f"{exc.source}: {len(exc.problems)} problem(s); nothing was run"
+        return exc.outcome()
     try:
         problems = adapter.check()
     except DBAPIError as exc:

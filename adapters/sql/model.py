@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -286,18 +287,7 @@ def _statements(
     return result
 
 
-def _identifier(
-    table: Mapping[str, Any], where: str, name: str, problems: list[str], required: bool = False
-) -> str | None:
-    return toml_name(
-        table,
-        where,
-        name,
-        problems,
-        pattern=_IDENTIFIER,
-        what="a table or column name",
-        required=required,
-    )
+_identifier = partial(toml_name, pattern=_IDENTIFIER, what="a table or column name")
 
 
 def _replace(mapping: ResourceMapping, **changes: Any) -> ResourceMapping:
