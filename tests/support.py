@@ -7,9 +7,15 @@ Imported by the fixtures (``conftest.py``), the tests and the fault suite; nothi
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import os
+import re
 import signal
 import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +239,121 @@ def replica_of(port: int) -> int | None:
     if info.get("role") == "slave" and info.get("master_link_status") == "up":
         return int(info["master_port"])
     return None
+
+
+class Pki:
+    """A private CA (``ca.pem``) and a certificate it signed for 127.0.0.1 and localhost."""
+
+    def __init__(self, directory: Path) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        now = datetime.datetime.now(datetime.UTC)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scim-bridge test CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        server = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.ca = directory / "ca.pem"
+        self.cert = directory / "server.pem"
+        self.key = directory / "server.key"
+        self.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+        self.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.key.chmod(0o600)
+
+
+@dataclass
+class Dev:
+    """A running ``scim-bridge dev`` and the banner it printed once ready."""
+
+    process: subprocess.Popen[str]
+    banner: str
+
+    @property
+    def header(self) -> str:
+        """The ``Authorization`` value the banner gives (``Bearer ...``)."""
+        found = re.search(r"credentials\s+: Authorization: (Bearer \S+)", self.banner)
+        assert found is not None, self.banner
+        return found.group(1)
+
+
+@contextlib.contextmanager
+def running_dev(cwd: Path, port: int, env: dict[str, str], *, timeout: float) -> Iterator[Dev]:
+    """``scim-bridge dev --port port`` in ``cwd``, once its banner ends (``Ctrl-C stops``, or it
+    exited); stopped with Ctrl-C (SIGINT) on the way out."""
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+
+        def announced() -> bool:
+            assert dev.stdout is not None
+            line = dev.stdout.readline()
+            output.append(line)
+            return "Ctrl-C stops" in line or dev.poll() is not None
+
+        wait_until(announced, timeout=timeout, interval=0)
+        yield Dev(dev, "".join(output))
+    finally:
+        dev.send_signal(signal.SIGINT)
+        dev.wait(60)

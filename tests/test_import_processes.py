@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +21,7 @@ from scim_bridge.store import Kind
 from scim_bridge.workers.identity import derived_id
 from scim_bridge.workers.settings import Settings
 from tests.legacy_rows import prefill
-from tests.support import free_port, wait_until
+from tests.support import free_port, running_dev, wait_until
 
 ROOT = Path(__file__).parent.parent
 
@@ -79,25 +78,8 @@ def test_dev_imports_what_its_database_holds_and_an_okta_put_changes_the_row_in_
 ):
     prefill(tmp_path / "scim-bridge-legacy.db", 30)
     port = free_port()
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
-        cwd=tmp_path,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    try:
-
-        def announced() -> bool:
-            line = dev.stdout.readline()
-            output.append(line)
-            return "Ctrl-C stops" in line or dev.poll() is not None
-
-        wait_until(announced, timeout=90, interval=0)
-        text = "".join(output)
-        header = re.search(r"credentials\s+: Authorization: (Bearer \S+)", text).group(1)
+    with running_dev(tmp_path, port, _env(), timeout=90) as dev:
+        header = dev.header
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}/scim/v2",
             headers={"Authorization": header},
@@ -123,9 +105,6 @@ def test_dev_imports_what_its_database_holds_and_an_okta_put_changes_the_row_in_
             wait_until(lambda: row()[0] == "From Okta", timeout=30)
             with sqlite3.connect(tmp_path / "scim-bridge-legacy.db") as db:
                 assert db.execute("SELECT count(*) FROM legacy_users").fetchone()[0] == 30
-    finally:
-        dev.send_signal(signal.SIGINT)
-        dev.wait(60)
 
 
 def test_a_delta_import_from_the_sql_adapter_sees_rows_the_application_changed(

@@ -20,15 +20,21 @@ from scim_bridge.api.app import create_app
 from scim_bridge.cli.processes import free_port, wait_until
 from scim_bridge.workers.celery_app import create_celery
 from scim_bridge.workers.runtime import Runtime
-from tests.adapters.directory import ROOT_PASSWORD, Slapd, write_mapping
-from tests.support import TOKEN, make_settings
+from tests.adapters.directory import (
+    ACTIVE_PASSWORD_AND_GROUPS,
+    ROOT_PASSWORD,
+    Slapd,
+    write_mapping,
+)
+from tests.support import TOKEN, make_settings, running_dev
 from tests.test_users import user_body
 
 ROOT = Path(__file__).parent.parent
 
 # What Okta sends: no displayName, so userName names the entry (cn) and displayName has its own
 # attribute; the agent's primary email is the mail.
-OKTA_SHAPE = """\
+OKTA_SHAPE = (
+    """\
 [ldap]
 url = "{url}"
 bind_dn = "{bind_dn}"
@@ -45,23 +51,9 @@ userName = "cn"
 "name.familyName" = "sn"
 displayName = "displayName"
 "emails[primary eq true].value" = "mail"
-[users.active]
-attribute = "employeeType"
-true = "active"
-false = "disabled"
-[users.password]
-attribute = "userPassword"
-scheme = "ssha"
-
-[groups]
-base = "ou=groups,{base}"
-object_classes = ["groupOfNames"]
-rdn = "cn"
-member_attribute = "member"
-[groups.attributes]
-displayName = "cn"
-description = "description"
 """
+    + ACTIVE_PASSWORD_AND_GROUPS
+)
 
 
 def _env(**values: str) -> dict[str, str]:
@@ -85,30 +77,19 @@ def test_the_okta_lifecycle_through_dev_lands_in_the_directory(slapd, tmp_path):
     tree = slapd.new_tree()
     mapping = write_mapping(slapd, tmp_path, OKTA_SHAPE, base=tree)
     port = free_port()
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
-        cwd=tmp_path,
-        env=_env(
+    with running_dev(
+        tmp_path,
+        port,
+        _env(
             SCIM_BRIDGE_ADAPTER="ldap",
             SCIM_BRIDGE_LDAP_MAPPING=str(mapping),
             SCIM_BRIDGE_WORKER_METRICS_PORT="0",
         ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    try:
-
-        def announced() -> bool:
-            line = dev.stdout.readline()
-            output.append(line)
-            return "Ctrl-C stops" in line or dev.poll() is not None
-
-        wait_until(announced, timeout=120, interval=0)
-        text = "".join(output)
+        timeout=120,
+    ) as dev:
+        text = dev.banner
         assert "ldap adapter" in text, text
-        header = re.search(r"credentials\s+: Authorization: (Bearer \S+)", text).group(1)
+        header = dev.header
         for base_url in (f"http://127.0.0.1:{port}/scim/", f"http://127.0.0.1:{port}/scim/v2/"):
             check = subprocess.run(
                 [
@@ -153,9 +134,6 @@ def test_the_okta_lifecycle_through_dev_lands_in_the_directory(slapd, tmp_path):
             ),
             timeout=30,
         )
-    finally:
-        dev.send_signal(signal.SIGINT)
-        dev.wait(60)
 
 
 def test_a_wrong_bind_password_stops_the_worker_says_why_and_loses_nothing(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
-import re
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ from scim_bridge.api.app import create_app
 from scim_bridge.api.capacity import BacklogEstimate
 from scim_bridge.cli.processes import free_port, start_in_session, stop_group, wait_until
 from scim_bridge.workers.settings import SettingsError, load_settings
-from tests.support import make_settings
+from tests.support import make_settings, running_dev
 from tests.test_users import user_body
 
 
@@ -100,30 +98,19 @@ def test_a_write_answers_at_once_when_the_backlog_makes_confirmation_impossible(
 def test_dev_runs_everything_on_loopback_and_ctrl_c_stops_it(tmp_path: Path):
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_BRIDGE_")}
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
-        cwd=tmp_path,
-        env={
+    with running_dev(
+        tmp_path,
+        port,
+        {
             **env,
             "PYTHONPATH": str(Path(__file__).parent.parent),
             "SCIM_BRIDGE_WORKER_METRICS_PORT": str(metrics_port),
         },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    try:
-
-        def announced() -> bool:
-            line = dev.stdout.readline()
-            output.append(line)
-            return "Ctrl-C stops" in line or dev.poll() is not None
-
-        wait_until(announced, timeout=60, interval=0)
-        text = "".join(output)
+        timeout=60,
+    ) as dev:
+        text = dev.banner
         assert f"http://127.0.0.1:{port}/scim/v2/" in text, text
-        header = re.search(r"credentials\s+: Authorization: (Bearer \S+)", text).group(1)
+        header = dev.header
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": header}, timeout=10
         ) as http:
@@ -133,7 +120,7 @@ def test_dev_runs_everything_on_loopback_and_ctrl_c_stops_it(tmp_path: Path):
 
         # Nothing dev started (api, worker metrics, Redis) can be reached from another machine.
         def bound() -> dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
-            found = _listening(dev.pid)
+            found = _listening(dev.process.pid)
             return found if found.keys() >= {port, metrics_port} else None
 
         listening = wait_until(bound, timeout=10)
@@ -143,9 +130,6 @@ def test_dev_runs_everything_on_loopback_and_ctrl_c_stops_it(tmp_path: Path):
         assert (tmp_path / ".scim-bridge" / "appendonly.aof").exists() or (
             tmp_path / ".scim-bridge" / "appendonlydir"
         ).exists()
-    finally:
-        dev.send_signal(signal.SIGINT)
-        dev.wait(60)
     leftovers = subprocess.run(
         ["pgrep", "-f", f"--port {port}"], capture_output=True, text=True
     ).stdout.split()

@@ -3,7 +3,7 @@
 :class:`Slapd` writes a configuration LDIF (the core, cosine, inetorgperson and nis schemas from
 ``/etc/ldap/schema``, an mdb database under ``dc=corp,dc=example`` with a root DN, a read-only
 account whose unpaged searches are capped at 10 entries, as directories cap them, and TLS with
-a certificate made here), loads it with ``slapadd -n0`` into a temporary
+a certificate from :class:`tests.support.Pki`), loads it with ``slapadd -n0`` into a temporary
 ``cn=config`` directory and runs ``/usr/sbin/slapd -h "ldap://127.0.0.1:PORT/ ldaps://..." -F
 confdir`` in the foreground. It can be stopped and started again on the same ports and data (the
 restart tests). Debian's ``slapd`` and ``ldap-utils`` packages provide the binaries;
@@ -12,8 +12,6 @@ restart tests). Debian's ``slapd`` and ``ldap-utils`` packages provide the binar
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import subprocess
 import textwrap
@@ -21,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from scim_bridge.cli.processes import free_port, port_open, wait_until
+from tests.support import Pki
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -55,7 +54,7 @@ class Slapd:
         self.tls_port = free_port()
         self.config_dir = root / "slapd.d"
         self.data_dir = root / "data"
-        self.ca_file = root / "ca.pem"
+        self.ca_file = root / "ca.pem"  # written by Pki
         self.process: subprocess.Popen[bytes] | None = None
         self._configure()
         self.start()
@@ -71,7 +70,8 @@ class Slapd:
     def _configure(self) -> None:
         self.config_dir.mkdir(parents=True)
         self.data_dir.mkdir(parents=True)
-        certificate, key = self._certificate()
+        pki = Pki(self.root)  # its CA is ca_file
+        certificate, key = pki.cert, pki.key
         includes = "\n".join(f"include: file://{SCHEMA_DIR / s}.ldif" for s in SCHEMAS)
         config = textwrap.dedent(
             f"""\
@@ -144,57 +144,6 @@ class Slapd:
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr}")
 
-    def _certificate(self) -> tuple[Path, Path]:
-        """A CA and a server certificate for 127.0.0.1, made here (cryptography)."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        now = datetime.datetime.now(datetime.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scim-bridge test CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        server = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        certificate, key_file = self.root / "server.pem", self.root / "server.key"
-        certificate.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_file.chmod(0o600)
-        return certificate, key_file
-
     def start(self) -> None:
         """Run slapd in the foreground (``-d 0``) until :meth:`stop`."""
         urls = f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.tls_port}/"
@@ -239,24 +188,7 @@ class Slapd:
         return Connection(Server(self.url), ROOT_DN, ROOT_PASSWORD, auto_bind=True)
 
 
-INET_ORG_PERSON = """\
-[ldap]
-url = "{url}"
-bind_dn = "{bind_dn}"
-bind_password_file = "{password_file}"
-
-[users]
-base = "ou=people,{base}"
-object_classes = ["inetOrgPerson"]
-rdn = "uid"
-filter = "(objectClass=inetOrgPerson)"
-changed = "modifyTimestamp"
-[users.attributes]
-userName = "uid"
-"name.givenName" = "givenName"
-"name.familyName" = "sn"
-displayName = "cn"
-"emails[type eq \\"work\\"].value" = "mail"
+ACTIVE_PASSWORD_AND_GROUPS = """\
 [users.active]
 attribute = "employeeType"
 true = "active"
@@ -274,6 +206,29 @@ member_attribute = "member"
 displayName = "cn"
 description = "description"
 """
+
+INET_ORG_PERSON = (
+    """\
+[ldap]
+url = "{url}"
+bind_dn = "{bind_dn}"
+bind_password_file = "{password_file}"
+
+[users]
+base = "ou=people,{base}"
+object_classes = ["inetOrgPerson"]
+rdn = "uid"
+filter = "(objectClass=inetOrgPerson)"
+changed = "modifyTimestamp"
+[users.attributes]
+userName = "uid"
+"name.givenName" = "givenName"
+"name.familyName" = "sn"
+displayName = "cn"
+"emails[type eq \\"work\\"].value" = "mail"
+"""
+    + ACTIVE_PASSWORD_AND_GROUPS
+)
 
 POSIX_GROUP = """\
 [ldap]
