@@ -335,6 +335,8 @@ class Dev:
 def running_dev(cwd: Path, port: int, env: dict[str, str], *, timeout: float) -> Iterator[Dev]:
     """``scim-bridge dev --port port`` in ``cwd``, once its banner ends (``Ctrl-C stops``, or it
     exited); stopped with Ctrl-C (SIGINT) on the way out."""
+    # A worker metrics port of its own: the default 9464 may be taken by another process here.
+    env = {"SCIM_BRIDGE_WORKER_METRICS_PORT": str(free_port()), **env}
     dev = subprocess.Popen(
         [sys.executable, "-m", "scim_bridge.cli", "dev", "--port", str(port)],
         cwd=cwd,

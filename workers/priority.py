@@ -91,4 +91,3 @@ def lower_own_session(niceness: int) -> bool:
         log.debug("the import's session keeps its CPU share: %s", exc)
         return False
     return True
-

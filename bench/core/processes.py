@@ -55,7 +55,7 @@ def code_version() -> dict[str, Any]:
         try:
             return subprocess.run(
                 ["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
