@@ -24,6 +24,10 @@ reads the same syntax and gets the same errors:
   pbkdf2_sha256, sha512_crypt, ...), through libpass, the maintained fork of passlib.
 
 Problems are :class:`MappingError` naming the mapping key, so a file is fixed in one pass.
+
+Over 400 lines on purpose: it is the one syntax every mapping-driven adapter reads (paths,
+``active``, passwords, the TOML checks and the problem list), kept together so that the sql and
+ldap mappings cannot drift apart; each adapter's own model is in its package.
 """
 
 from __future__ import annotations

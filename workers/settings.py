@@ -4,6 +4,10 @@ Read from ``SCIM_BRIDGE_*`` environment variables and, when ``SCIM_BRIDGE_CONFIG
 a TOML file (environment variables win). The time budget (docs/architecture.md) is derived here from
 Okta's "Timeout for API calls" (``timeout_budget_s``), and its invariants are checked, so a bad
 combination is a start-up error that says what to change.
+
+Over 400 lines on purpose: it is one pydantic-settings model, one documented field per
+setting, and the checks that tie settings together (budget, deadlines, Sentinel, TLS) must see
+all of them; splitting the fields would only spread the one list operators read.
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ with no users lists its own DN, never a fake user (``docs/ldap.md``).
 
 Options (the ``ldap`` entry point of ``scim_bridge.adapters``): ``mapping`` (the TOML file,
 ``SCIM_BRIDGE_LDAP_MAPPING``, required), ``connect_timeout_s`` (5.0) and ``pool_size`` (8).
+
+Over 400 lines on purpose: it is the one class that implements the port for a directory, and
+its helpers (the create found again, the modify-DN that rewrites memberships, the paged search,
+the delta's overlap) are each shared by the user and the group methods; the connection pool,
+the escaping, the mapping and the schema check already live in their own modules.
 """
 
 from __future__ import annotations
