@@ -8,16 +8,11 @@ breaker as the workers; ``--pending-removals`` lists removals the threshold held
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
 import time
 from collections import Counter
 from typing import Any
-
-SYNC_NICENESS = 10
-"""How much lower than the api's the CPU priority of ``scim-bridge sync`` is."""
 
 ORIGINS = {
     "okta": "created by Okta through scim-bridge",
@@ -104,11 +99,10 @@ def run_sync(args: argparse.Namespace, runtime: Any) -> int:
         removed = importer.confirm_removals()
         print(json.dumps({"removed": removed}) if args.json else f"{removed} records removed")
         return 0
-    # An import is background work: the api processes on this host keep the CPU first, so reads
-    # stay fast while it runs (bench/RESULTS-import.md measures both).
-    with contextlib.suppress(OSError):
-        os.nice(SYNC_NICENESS)
-    lower_own_session(SYNC_NICENESS)
+    # An import is background work: the pass itself runs in a lowered thread (workers/priority.py,
+    # SCIM_BRIDGE_SYNC_NICENESS); a command leading its own session lowers that session's CPU
+    # share too, so reads stay fast while it runs (bench/RESULTS-import.md measures both).
+    lower_own_session(runtime.settings.sync_niceness)
     interactive = sys.stderr.isatty() and not args.json
     progress = _progress_printer(sys.stderr) if interactive else None
     while True:
