@@ -94,6 +94,17 @@ def kill_workers(
     return outcome
 
 
+def _survivors(stack: Stack, beat: Any, api: Any) -> dict[str, Any]:
+    """What a Redis fault left of the processes: exits, who is alive, what the sweeper redid."""
+    return {
+        "sweeper_republished": _republished(stack),
+        "worker_exits": list(stack.exits),
+        "workers_alive": sum(1 for w in stack.workers if w.alive()),
+        "beat_alive": beat.alive(),
+        "api_alive": api.alive(),
+    }
+
+
 def _republished(stack: Stack) -> int:
     total = 0
     for line in stack.grep_logs("re-published"):
@@ -154,13 +165,7 @@ def redis_restart(
             burst_s=round(result.seconds, 1), outages_s=outages, restart_policy=restart_policy
         )
         _finish(outcome, stack, ledger, drain_s, started, errors)
-        outcome.facts.update(
-            sweeper_republished=_republished(stack),
-            worker_exits=list(stack.exits),
-            workers_alive=sum(1 for w in stack.workers if w.alive()),
-            beat_alive=beat.alive(),
-            api_alive=api.alive(),
-        )
+        outcome.facts.update(_survivors(stack, beat, api))
         if record_calls:
             outcome.facts["legacy_calls_of_suspects"] = _calls_of(record, outcome.report.suspects)
     return outcome
@@ -218,11 +223,7 @@ def sentinel_failover(
         )
         _finish(outcome, stack, ledger, drain_s, started, errors)
         outcome.facts.update(
-            sweeper_republished=_republished(stack),
+            _survivors(stack, beat, api),
             replica_shortfalls_logged=len(stack.grep_logs("Redis replicas confirmed it")),
-            worker_exits=list(stack.exits),
-            workers_alive=sum(1 for w in stack.workers if w.alive()),
-            beat_alive=beat.alive(),
-            api_alive=api.alive(),
         )
     return outcome
